@@ -1,0 +1,54 @@
+# The single entry point. `make demo` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+STAMP_RUN := $(VENV)/.installed-run
+STAMP_DEV := $(VENV)/.installed-dev
+PIP_FLAGS := --disable-pip-version-check --quiet
+
+.PHONY: demo test lint format bench bench-synth venv install install-dev clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) --upgrade pip setuptools wheel
+
+$(STAMP_RUN): pyproject.toml | $(PY)
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[reports]'
+	touch $@
+
+$(STAMP_DEV): pyproject.toml | $(PY)
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[dev]'
+	touch $@ $(STAMP_RUN)
+
+venv: $(PY)
+install: $(STAMP_RUN)
+install-dev: $(STAMP_DEV)
+
+## demo: synthetic federation -> every report -> reports/index.html (embedded DuckDB)
+demo: $(STAMP_RUN)
+	$(BIN)/fdp demo
+
+## test: lint, format check and the whole test suite
+test: $(STAMP_DEV)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -n 2 --dist loadfile
+
+lint: $(STAMP_DEV)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP_DEV)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## bench: every benchmark; results in benchmarks/results/
+bench: $(STAMP_DEV)
+	$(PY) -m benchmarks.run
+
+bench-synth: $(STAMP_DEV)
+	$(PY) -m benchmarks.bench_synth
+
+clean:
+	rm -rf $(VENV) data reports benchmarks/results .pytest_cache .ruff_cache .hypothesis
