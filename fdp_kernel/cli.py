@@ -1,0 +1,202 @@
+"""The ``fdp`` command line. ``main(argv, environ)`` is the testable entry point.
+
+User errors (``FdpError``) print one line without a traceback and exit with the class's code;
+argument errors exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from fdp_kernel import __version__
+from fdp_kernel.errors import FdpError
+
+DEFAULT_DEMO_DIR = Path("data") / "demo"
+
+
+def _count(text: str) -> int:
+    """Parse 100000, 100_000, 100k or 1m."""
+    cleaned = text.strip().lower().replace("_", "").replace(",", "")
+    scale = {"k": 1_000, "m": 1_000_000}.get(cleaned[-1:], 1)
+    number = cleaned[:-1] if scale > 1 else cleaned
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of patients (e.g. 100000, 100k, 1m)"
+        ) from None
+    if value != int(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of patients")
+    return int(value)
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fdp_kernel.synth import DEFAULT_AS_OF, DEFAULT_PATIENTS, DEFAULT_SEED
+
+    parser = argparse.ArgumentParser(
+        prog="fdp",
+        description="Federated data platform for health and care: synthetic federation, "
+        "governed access, reports.",
+    )
+    parser.add_argument("--version", action="version", version=f"fdp {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    synth = sub.add_parser(
+        "synth",
+        parents=[common],
+        help="write a synthetic federation: one DuckDB store per organisation + federation.yaml",
+        description="Generate a synthetic federation: one ICB with three acute trusts, a "
+        "community provider, a local authority and GP practices (about 40 at 100k patients). "
+        "The same --seed and --patients give identical data.",
+    )
+    synth.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_DEMO_DIR,
+        help=f"output folder (default: {DEFAULT_DEMO_DIR})",
+    )
+    synth.add_argument(
+        "--patients",
+        type=_count,
+        default=DEFAULT_PATIENTS,
+        help=f"registered patients (default: {DEFAULT_PATIENTS:,}; 100k, 1m work)",
+    )
+    synth.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default: {DEFAULT_SEED})"
+    )
+    synth.add_argument(
+        "--as-of",
+        type=_date,
+        default=DEFAULT_AS_OF,
+        help=f"reference date of the data, YYYY-MM-DD (default: {DEFAULT_AS_OF})",
+    )
+    synth.add_argument("--force", action="store_true", help="replace an existing federation")
+
+    demo = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="build the demo federation and run every report into reports/index.html",
+        description="Build the demo federation (100k patients) and run every report template "
+        "for every organisation it suits, ending with the path of reports/index.html.",
+    )
+    demo.add_argument("--out", type=Path, default=DEFAULT_DEMO_DIR, help="federation folder")
+    demo.add_argument("--patients", type=_count, default=DEFAULT_PATIENTS, help="patients")
+    demo.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed")
+
+    catalog = sub.add_parser(
+        "catalog",
+        parents=[common],
+        help="describe the datasets and columns of the catalogue",
+        description="List the catalogue's datasets, or one dataset's columns with their "
+        "classification (direct identifier, quasi-identifier, clinical, operational).",
+    )
+    catalog.add_argument("dataset", nargs="?", help="a dataset name to show its columns")
+    return parser
+
+
+def cmd_synth(args: argparse.Namespace, out, err) -> int:
+    from fdp_kernel.progress import Progress
+    from fdp_kernel.synth import generate_federation
+
+    summary = generate_federation(
+        args.out,
+        patients=args.patients,
+        seed=args.seed,
+        as_of=args.as_of,
+        force=args.force,
+        progress=Progress(err, enabled=not args.quiet),
+    )
+    total = sum(summary.rows.values())
+    print(f"{summary.organisations} organisations, {total:,} rows: {summary.path}", file=out)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, out, err) -> int:
+    from fdp_kernel.config import FEDERATION_FILE, load_federation
+    from fdp_kernel.errors import StoreError
+    from fdp_kernel.progress import Progress
+    from fdp_kernel.synth import generate_federation
+
+    existing = args.out / FEDERATION_FILE
+    if existing.exists() and not load_federation(existing).synthetic:
+        raise StoreError(
+            f"{existing} is not a synthetic federation; `fdp demo` only replaces its own demo "
+            "data. Choose another --out"
+        )
+    progress = Progress(err, enabled=not args.quiet)
+    summary = generate_federation(
+        args.out, patients=args.patients, seed=args.seed, force=True, progress=progress
+    )
+    print(f"demo federation: {summary.path}", file=out)
+    print(
+        "The report pipeline is not built yet, so there are no reports to run: the demo stops "
+        "after the federation.",
+        file=out,
+    )
+    return 0
+
+
+def cmd_catalog(args: argparse.Namespace, out, err) -> int:
+    from fdp_kernel.catalog import CATALOG, dataset
+
+    if args.dataset is None:
+        width = max(len(n) for n in CATALOG)
+        for ds in CATALOG.values():
+            print(f"{ds.name:<{width}}  {ds.description}", file=out)
+        return 0
+    ds = dataset(args.dataset)
+    print(f"{ds.name}: {ds.description}", file=out)
+    width = max(len(c.name) for c in ds.columns)
+    for c in ds.columns:
+        print(
+            f"  {c.name:<{width}}  {c.dtype:<8} {c.classification.value:<18} {c.description}",
+            file=out,
+        )
+    return 0
+
+
+COMMANDS = {"synth": cmd_synth, "demo": cmd_demo, "catalog": cmd_catalog}
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    out=None,
+    err=None,
+) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    environ = os.environ if environ is None else environ
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed its message
+        return int(exc.code or 0)
+    args.environ = environ
+    try:
+        return COMMANDS[args.command](args, out, err)
+    except FdpError as exc:
+        print(f"fdp {args.command}: error: {exc}", file=err)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"fdp {args.command}: interrupted", file=err)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
