@@ -1,0 +1,13 @@
+"""Run every benchmark: `make bench`. Each writes its table to benchmarks/results/."""
+
+from __future__ import annotations
+
+from benchmarks import bench_synth
+
+
+def main() -> None:
+    bench_synth.main([])
+
+
+if __name__ == "__main__":
+    main()
