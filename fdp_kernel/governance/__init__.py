@@ -1,0 +1,1 @@
+"""Governance: disclosure control and other release policy."""
