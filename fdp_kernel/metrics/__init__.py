@@ -1,0 +1,1 @@
+"""Metrics: backend-agnostic Ibis expressions for each priority, returning aggregate counts."""
