@@ -4,4 +4,13 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "connect"]
+
+
+def __getattr__(name: str):
+    # Imported on first use so that `fdp --help` and the generator stay light.
+    if name == "connect":
+        from fdp_kernel.workspace import connect
+
+        return connect
+    raise AttributeError(f"module 'fdp_kernel' has no attribute {name!r}")

@@ -1,20 +1,24 @@
-"""The federation file: which organisations exist, and where each node keeps its store.
+"""The federation file: organisations and their nodes, purposes, users, and agreements.
 
 The file is YAML so that governance staff can read and review it. It is validated on load;
 every error names the file, the entry and the fix. Paths in it are relative to the file.
+See docs/governance.md for every field.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from fdp_kernel.catalog import CATALOG
 from fdp_kernel.codes import ORG_TYPES
-from fdp_kernel.errors import ConfigError
+from fdp_kernel.errors import ConfigError, UsageError
+from fdp_kernel.governance.disclosure import DisclosureRules
+from fdp_kernel.governance.model import Agreement, Level, Purpose, PurposeKind, Role, User
 from fdp_kernel.identifiers import is_valid_ods_code
 
 FEDERATION_FILE = "federation.yaml"
@@ -28,6 +32,8 @@ class Organisation:
     org_type: str
     parent_icb: str | None
     store: Path  # absolute
+    key: Path | None = None  # the node's secret pseudonymisation key (outside the store)
+    audit: Path | None = None  # the node's audit log
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,9 @@ class Federation:
     as_of: dt.date | None
     seed: int | None
     organisations: dict[str, Organisation]
+    purposes: dict[str, Purpose] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)
+    agreements: dict[str, Agreement] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
@@ -54,6 +63,10 @@ class Federation:
 
     def orgs_of_type(self, org_type: str) -> list[Organisation]:
         return [o for o in self.organisations.values() if o.org_type == org_type]
+
+    def audit_path(self, code: str) -> Path:
+        org = self.org(code)
+        return org.audit or self.root / "audit" / f"{code}.jsonl"
 
 
 class _Checker:
@@ -79,6 +92,47 @@ class _Checker:
         if not isinstance(value, str) or not value.strip():
             raise self.fail(where, f"'{key}' must be a non-empty string", f"set '{key}' to text")
         return value
+
+    def names(self, entry: dict, key: str, where: str, known, what: str) -> tuple[str, ...]:
+        value = entry.get(key)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise self.fail(where, f"'{key}' must be a list of {what}", f"list the {what}")
+        unknown = [v for v in value if v not in known]
+        if unknown:
+            raise self.fail(
+                where, f"unknown {what}: {', '.join(unknown)}", f"use one of: {', '.join(known)}"
+            )
+        return tuple(value)
+
+    def date(self, entry: dict, key: str, where: str) -> dt.date:
+        value = entry.get(key)
+        if not isinstance(value, dt.date):
+            raise self.fail(where, f"'{key}' must be a date", f"write e.g. '{key}: 2026-04-01'")
+        return value
+
+    def datasets(self, entry: dict, where: str) -> dict[str, tuple[str, ...]]:
+        """``{dataset: all | [columns]}`` checked against the catalogue."""
+        raw = entry.get("datasets")
+        if not isinstance(raw, dict) or not raw:
+            raise self.fail(
+                where,
+                "'datasets' must map dataset names to 'all' or a list of columns",
+                "write e.g. 'datasets: {rtt_pathways: all, patients: [nhs_number, sex]}'",
+            )
+        out = {}
+        for name, cols in raw.items():
+            if name not in CATALOG:
+                raise self.fail(
+                    where, f"unknown dataset {name!r}", f"use one of: {', '.join(CATALOG)}"
+                )
+            known = CATALOG[name].column_names
+            if cols == "all":
+                out[name] = known
+                continue
+            out[name] = self.names(raw, name, f"{where} datasets.{name}", known, "columns")
+        return out
 
 
 def load_federation(path: str | Path) -> Federation:
@@ -128,12 +182,16 @@ def load_federation(path: str | Path) -> Federation:
         if code in organisations:
             raise check.fail(where, f"organisation {code!r} is listed twice", "remove one entry")
         store = check.text(entry, "store", where)
+        key = check.text(entry, "key", where, required=False)
+        audit = check.text(entry, "audit", where, required=False)
         organisations[code] = Organisation(
             code=code,
             name=check.text(entry, "name", where),
             org_type=org_type,
             parent_icb=check.text(entry, "parent_icb", where, required=False),
             store=(path.parent / store).resolve(),
+            key=(path.parent / key).resolve() if key else None,
+            audit=(path.parent / audit).resolve() if audit else None,
         )
     for code, org in organisations.items():
         if org.parent_icb and organisations.get(org.parent_icb) is None:
@@ -147,6 +205,9 @@ def load_federation(path: str | Path) -> Federation:
         raise check.fail(
             "federation.as_of", "expected a date (YYYY-MM-DD)", "write e.g. 2026-10-31"
         )
+    purposes = _purposes(check, raw.get("purposes", []))
+    users = _users(check, raw.get("users", []), organisations, purposes)
+    agreements = _agreements(check, raw.get("agreements", []), organisations, purposes, path)
     return Federation(
         path=path.resolve(),
         name=str(header.get("name", path.parent.name)),
@@ -154,4 +215,155 @@ def load_federation(path: str | Path) -> Federation:
         as_of=as_of,
         seed=header.get("seed"),
         organisations=organisations,
+        purposes=purposes,
+        users=users,
+        agreements=agreements,
     )
+
+
+def _entries(check: _Checker, raw: Any, section: str) -> list[tuple[str, dict, str]]:
+    """(where, entry, id) for each entry of a list section, ids unique."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise check.fail(section, "expected a list", f"write '{section}:' followed by '- id: ...'")
+    out, seen = [], set()
+    for i, entry in enumerate(raw):
+        where = f"{section}[{i}]"
+        entry = check.mapping(entry, where)
+        ident = check.text(entry, "id", where)
+        where = f"{section}[{i}] ({ident})"
+        if ident in seen:
+            raise check.fail(where, f"id {ident!r} is used twice", "give each entry its own id")
+        seen.add(ident)
+        out.append((where, entry, ident))
+    return out
+
+
+def _enum(check: _Checker, entry: dict, key: str, where: str, enum, default=None):
+    value = entry.get(key, default)
+    try:
+        return enum(value)
+    except ValueError:
+        choices = ", ".join(e.value for e in enum)
+        raise check.fail(where, f"'{key}' is {value!r}", f"use one of: {choices}") from None
+
+
+def _rules(check: _Checker, value: Any, where: str) -> DisclosureRules:
+    if value in (None, "default"):
+        return DisclosureRules()
+    if value == "none":
+        return DisclosureRules.none()
+    if not isinstance(value, dict):
+        raise check.fail(where, "'disclosure' is not valid", "use default, none or a mapping")
+    try:
+        return DisclosureRules(**value)
+    except (TypeError, UsageError) as exc:
+        raise check.fail(where, f"disclosure rules: {exc}", "see docs/governance.md") from None
+
+
+def _purposes(check: _Checker, raw: Any) -> dict[str, Purpose]:
+    purposes = {}
+    for where, entry, ident in _entries(check, raw, "purposes"):
+        kind = _enum(check, entry, "kind", where, PurposeKind)
+        level = _enum(check, entry, "level", where, Level)
+        if level is Level.IDENTIFIABLE and kind is not PurposeKind.DIRECT_CARE:
+            raise check.fail(
+                where,
+                "only a direct care purpose may see identifiable data",
+                "set 'level: pseudonymised' or 'aggregate', or 'kind: direct_care'",
+            )
+        opt_out = entry.get("opt_out_applies", kind is PurposeKind.PLANNING)
+        if not isinstance(opt_out, bool):
+            raise check.fail(where, "'opt_out_applies' must be true or false", "fix the value")
+        if kind is PurposeKind.PLANNING and not opt_out:
+            raise check.fail(
+                where,
+                "the national data opt-out applies to every planning purpose",
+                "remove 'opt_out_applies: false' or make the purpose direct care",
+            )
+        purposes[ident] = Purpose(
+            id=ident,
+            name=check.text(entry, "name", where),
+            kind=kind,
+            level=level,
+            datasets=check.datasets(entry, where),
+            opt_out_applies=opt_out,
+            disclosure=_rules(check, entry.get("disclosure"), where),
+            legal_basis=check.text(entry, "legal_basis", where),
+            priority=check.text(entry, "priority", where, required=False),
+            description=check.text(entry, "description", where, required=False) or "",
+        )
+    return purposes
+
+
+def _users(check, raw, organisations, purposes) -> dict[str, User]:
+    users = {}
+    for where, entry, ident in _entries(check, raw, "users"):
+        roles = entry.get("roles")
+        if not isinstance(roles, list) or not roles:
+            raise check.fail(where, "'roles' must list org and purposes", "add a role")
+        parsed = []
+        for j, role in enumerate(roles):
+            rwhere = f"{where} roles[{j}]"
+            role = check.mapping(role, rwhere)
+            org = check.text(role, "org", rwhere)
+            if org not in organisations:
+                raise check.fail(rwhere, f"unknown org {org!r}", "use an organisation's code")
+            held = check.names(role, "purposes", rwhere, list(purposes), "purposes")
+            parsed.append(Role(org=org, purposes=held))
+        users[ident] = User(
+            id=ident,
+            name=check.text(entry, "name", where, required=False) or ident,
+            roles=tuple(parsed),
+        )
+    return users
+
+
+def _agreements(check, raw, organisations, purposes, path: Path) -> dict[str, Agreement]:
+    agreements = {}
+    for where, entry, ident in _entries(check, raw, "agreements"):
+        providers = check.names(entry, "providers", where, list(organisations), "organisations")
+        recipients = check.names(entry, "recipients", where, list(organisations), "organisations")
+        purpose_id = check.text(entry, "purpose", where)
+        if purpose_id not in purposes:
+            raise check.fail(
+                where, f"unknown purpose {purpose_id!r}", f"use one of: {', '.join(purposes)}"
+            )
+        purpose = purposes[purpose_id]
+        level = _enum(check, entry, "level", where, Level)
+        if level.rank > purpose.level.rank:
+            raise check.fail(
+                where,
+                f"level {level.value} is more identifiable than purpose {purpose_id} allows "
+                f"({purpose.level.value})",
+                "lower the agreement's level or choose another purpose",
+            )
+        datasets = check.datasets(entry, where)
+        for name, cols in datasets.items():
+            outside = [c for c in cols if not purpose.allows(name, c)]
+            if outside:
+                raise check.fail(
+                    where,
+                    f"{name} columns {', '.join(outside)} are outside purpose {purpose_id}",
+                    "share only what the purpose allows",
+                )
+        valid_from = check.date(entry, "valid_from", where)
+        valid_to = check.date(entry, "valid_to", where)
+        if valid_to < valid_from:
+            raise check.fail(where, "'valid_to' is before 'valid_from'", "correct the dates")
+        key = check.text(entry, "key", where, required=False)
+        agreements[ident] = Agreement(
+            id=ident,
+            title=check.text(entry, "title", where, required=False) or ident,
+            providers=providers,
+            recipients=recipients,
+            purpose=purpose_id,
+            level=level,
+            datasets=datasets,
+            legal_basis=check.text(entry, "legal_basis", where),
+            valid_from=valid_from,
+            valid_to=valid_to,
+            key=str((path.parent / key).resolve()) if key else None,
+        )
+    return agreements

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from fdp_kernel.synth import generate_federation
 
 SMALL_PATIENTS = 3_000
+OPERATOR = "demo.operator"  # the demo operator account in governance tests
 
 
 @pytest.fixture(autouse=True)
@@ -27,3 +29,22 @@ def small_federation(tmp_path_factory):
     out = tmp_path_factory.mktemp("federation")
     generate_federation(out, patients=SMALL_PATIENTS, seed=7)
     return out
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory) -> Path:
+    """A 3,000-patient federation whose operator account is ``demo.operator``."""
+    out = tmp_path_factory.mktemp("gov")
+    generate_federation(out, patients=3_000, seed=5, operator=OPERATOR)
+    return out
+
+
+@pytest.fixture
+def act_as(monkeypatch, federation):
+    """``act_as(user)`` makes the workspace see ``user`` as the authenticated person."""
+
+    def _as(user: str, fed: Path | None = None) -> None:
+        monkeypatch.setenv("FDP_FEDERATION", str(fed or federation))
+        monkeypatch.setenv("JUPYTERHUB_USER", user)
+
+    return _as

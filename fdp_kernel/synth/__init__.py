@@ -20,10 +20,13 @@ import yaml
 from fdp_kernel import __version__
 from fdp_kernel.config import FEDERATION_FILE, SCHEMA_VERSION
 from fdp_kernel.errors import StoreError, UsageError
+from fdp_kernel.governance.keys import create_key
+from fdp_kernel.governance.policy import identify
 from fdp_kernel.progress import Progress, Silent
 from fdp_kernel.stores import write_store
 from fdp_kernel.synth import conditions, elective, inpatient, orgs, population, supply, vaccination
 from fdp_kernel.synth.nodes import NodeTables
+from fdp_kernel.synth.policy import DIRECT_AGREEMENT, policy
 from fdp_kernel.synth.rng import Streams
 
 DEFAULT_AS_OF = dt.date(2026, 10, 31)
@@ -32,6 +35,7 @@ DEFAULT_SEED = 42
 MIN_PATIENTS = 200
 MAX_PATIENTS = 50_000_000
 STORES_DIR = "stores"
+KEYS_DIR = "keys"
 
 
 @dataclass
@@ -76,7 +80,10 @@ def generate_federation(
     force: bool = False,
     progress: Progress | None = None,
     workers: int = 2,
+    operator: str | None = None,
 ) -> FederationSummary:
+    """Generate the federation; ``operator`` (default: the user running this) gets the demo
+    roles at every organisation so that every report can run."""
     out_dir = Path(out_dir)
     progress = progress or Silent()
     check_arguments(out_dir, patients, force)
@@ -153,12 +160,23 @@ def generate_federation(
             for name, n in counts.items():
                 if name not in ("organisations", "gp_practices", "products"):
                     summary.rows[name] = summary.rows.get(name, 0) + n
-    _write_federation_file(out_dir, org_list, seed, as_of, patients)
+    for org in org_list:
+        create_key(out_dir / KEYS_DIR / f"{org.code}.key", force=True)
+    create_key(out_dir / KEYS_DIR / "agreements" / f"{DIRECT_AGREEMENT}.key", force=True)
+    operator = operator or identify(os.environ)
+    _write_federation_file(out_dir, org_list, seed, as_of, patients, operator)
     progress.step(f"federation file written: {summary.path}")
     return summary
 
 
-def _write_federation_file(out_dir: Path, org_list, seed: int, as_of: dt.date, patients: int):
+class _PlainDumper(yaml.SafeDumper):
+    """Writes repeated lists out in full (no &anchors), so people can read each entry."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
+def _write_federation_file(out_dir: Path, org_list, seed, as_of, patients, operator):
     doc = {
         "version": SCHEMA_VERSION,
         "federation": {
@@ -175,13 +193,16 @@ def _write_federation_file(out_dir: Path, org_list, seed: int, as_of: dt.date, p
                 "type": o.org_type,
                 **({"parent_icb": o.parent_icb} if o.parent_icb else {}),
                 "store": f"{STORES_DIR}/{o.code}.duckdb",
+                "key": f"{KEYS_DIR}/{o.code}.key",
             }
             for o in org_list
         ],
+        **policy(org_list, operator, as_of),
     }
     tmp = out_dir / (FEDERATION_FILE + ".partial")
     header = "# Synthetic federation written by `fdp synth`. Every person in it is fictitious.\n"
-    tmp.write_text(header + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    text = yaml.dump(doc, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True)
+    tmp.write_text(header + text, encoding="utf-8")
     os.replace(tmp, out_dir / FEDERATION_FILE)
 
 

@@ -1,0 +1,70 @@
+"""What a person sees: the output of ``ws.release(...)``, already through disclosure control."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import pandas as pd
+
+from fdp_kernel.governance.disclosure import DisclosureRules
+
+
+def rules_note(rules: DisclosureRules, n_suppressed: int, listing: bool = False) -> str:
+    """One sentence for under a table or chart."""
+    if listing:
+        return "Record-level list released for direct care; every access is audited."
+    if rules.min_count <= 1 and rules.rounding_base <= 1:
+        note = "No small-number suppression (the figures are not about people)."
+    else:
+        note = (
+            f"Counts of 1-{rules.min_count - 1} suppressed (*), others rounded to the nearest "
+            f"{rules.rounding_base}; percentages from rounded figures."
+        )
+    if n_suppressed:
+        note += f" {n_suppressed} cell{'s' if n_suppressed != 1 else ''} suppressed."
+    return note
+
+
+@dataclass(frozen=True, eq=False)
+class Released:
+    """Released figures: ``data`` has <NA> where a cell is suppressed; ``display()`` shows *."""
+
+    data: pd.DataFrame
+    suppressed: pd.DataFrame  # per measure cell: why it is hidden ('' when shown)
+    title: str | None
+    source: str
+    note: str
+    n_suppressed: int
+    listing: bool = False
+
+    def display(self) -> pd.DataFrame:
+        out = self.data.copy()
+        for col in self.suppressed.columns:
+            out[col] = out[col].astype(object).mask(self.suppressed[col] != "", "*")
+        return out
+
+    def to_pandas(self) -> pd.DataFrame:
+        """A copy of the released figures (suppressed cells are <NA>)."""
+        return self.data.copy()
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, column: str) -> pd.Series:
+        return self.data[column]
+
+    @property
+    def caption(self) -> str:
+        return f"Source: {self.source}. {self.note}"
+
+    def _repr_html_(self) -> str:
+        shown = self.display().fillna("")
+        table = shown.to_html(index=False, classes="fdp-released", border=0, na_rep="")
+        title = f"<h4>{html.escape(self.title)}</h4>" if self.title else ""
+        caption = f'<p class="fdp-caption"><small>{html.escape(self.caption)}</small></p>'
+        return title + table + caption
+
+    def __repr__(self) -> str:
+        head = f"{self.title}\n" if self.title else ""
+        return f"{head}{self.display().to_string(index=False)}\n{self.caption}"

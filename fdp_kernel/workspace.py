@@ -1,0 +1,420 @@
+"""The notebook-facing API: ``connect`` a purpose at an organisation, read governed tables,
+``release`` results.
+
+    import fdp_kernel as fdp
+    ws = fdp.connect(purpose="elective_planning", org="RSA")
+    rtt = ws.table("rtt_pathways")
+    released = ws.release(rtt.group_by("treatment_function_code").agg(pathways=rtt.count()))
+
+Identity is never an argument: it is the authenticated user (JupyterHub's ``JUPYTERHUB_USER``,
+else the operating-system account), mapped to roles by the federation file. Every decision is
+audited in the node's hash-chained log before anything is returned; if the audit cannot be
+written, nothing is returned.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+
+from fdp_kernel import __version__
+from fdp_kernel.catalog import ColumnClass, dataset
+from fdp_kernel.config import FEDERATION_FILE, Federation, load_federation
+from fdp_kernel.errors import ConfigError, FdpError, GovernanceError, StoreError, UsageError
+from fdp_kernel.governance import keys as keymod
+from fdp_kernel.governance.audit import AuditEvent, AuditLog
+from fdp_kernel.governance.disclosure import (
+    DisclosureRules,
+    Magnitude,
+    apply_disclosure_control,
+    infer_spec,
+)
+from fdp_kernel.governance.gate import GatedDuckDB
+from fdp_kernel.governance.lineage import UNKNOWN, Lineage
+from fdp_kernel.governance.model import Level, Purpose
+from fdp_kernel.governance.policy import ViewPlan, authorise, identify, plan_table
+from fdp_kernel.governance.released import Released, rules_note
+from fdp_kernel.governance.views import duckdb_view_sql
+from fdp_kernel.stores import quote
+
+FEDERATION_ENV = "FDP_FEDERATION"
+DEMO_FEDERATION = Path("data") / "demo" / FEDERATION_FILE
+# Quasi-identifiers too fine to release as a table dimension without coarsening them first.
+FINE_QUASI_IDENTIFIERS = frozenset({"date_of_birth", "date_of_death", "lsoa_code"})
+
+
+def find_federation(environ: Mapping[str, str]) -> Path:
+    """``$FDP_FEDERATION``, else ``data/demo/federation.yaml`` here or in a parent folder."""
+    if environ.get(FEDERATION_ENV):
+        return Path(environ[FEDERATION_ENV])
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / DEMO_FEDERATION).exists():
+            return folder / DEMO_FEDERATION
+    raise ConfigError(
+        f"no federation file: set {FEDERATION_ENV} to your federation.yaml, or run `make demo` "
+        "(or `fdp synth`) to build the demo federation in data/demo"
+    )
+
+
+def _audit(fed: Federation, org: str | None, event: AuditEvent) -> None:
+    code = org if org in fed.organisations else None
+    path = fed.audit_path(code) if code else fed.root / "audit" / "federation.jsonl"
+    AuditLog(path).append(event)
+
+
+def connect(purpose: str, org: str | None = None) -> Workspace:
+    """A workspace for the person running this, acting for ``purpose`` at ``org``.
+
+    ``org`` may be left out when the user acts for one organisation only. A purpose or org the
+    user does not hold is refused with an error listing what they do hold.
+    """
+    environ = os.environ
+    fed = load_federation(find_federation(environ))
+    user_id = identify(environ)
+    try:
+        user, purpose_obj, org = authorise(fed, user_id, purpose, org)
+    except GovernanceError as exc:
+        event = AuditEvent("connect", "deny", user_id, org or "?", purpose, reason=str(exc))
+        _audit(fed, org, event)
+        raise
+    return Workspace(fed, user.id, purpose_obj, org)
+
+
+class Workspace:
+    """A user acting for one purpose at one organisation. Use ``connect`` to make one."""
+
+    def __init__(self, fed: Federation, user: str, purpose: Purpose, org: str) -> None:
+        self.federation = fed
+        self.user = user
+        self.purpose = purpose
+        self.org = org
+        self.today = dt.date.today()
+        self._backend = GatedDuckDB().connect()
+        self._backend._arm()
+        self._attached: set[str] = set()
+        self._views: dict[str, ViewPlan] = {}  # view name -> plan
+        self._row_counts: dict[str, int] = {}
+        self._log(
+            AuditEvent(
+                "connect",
+                "allow",
+                user,
+                org,
+                purpose.id,
+                reason=f"{user} holds {purpose.id} at {org}",
+            )
+        )
+
+    # -- audit ----------------------------------------------------------------------------
+    def _log(self, event: AuditEvent, to_provider: str | None = None) -> None:
+        _audit(self.federation, self.org, event)
+        if to_provider and to_provider != self.org:
+            _audit(self.federation, to_provider, event)
+
+    def _event(self, action: str, decision: str, reason: str = "", agreement=None, **details):
+        return AuditEvent(
+            action,
+            decision,
+            self.user,
+            self.org,
+            self.purpose.id,
+            agreement_id=agreement,
+            reason=reason,
+            details=details,
+        )
+
+    def _deny(self, action: str, exc: FdpError, to_provider: str | None = None, **details):
+        self._log(self._event("deny", "deny", str(exc), request=action, **details), to_provider)
+        raise exc
+
+    # -- what the purpose allows ------------------------------------------------------------
+    def datasets(self) -> list[str]:
+        """Datasets this purpose allows that this organisation's node holds."""
+        node = self.federation.org(self.org)
+        return [d for d in self.purpose.datasets if node.org_type in dataset(d).held_by]
+
+    def columns(self, name: str) -> list[str]:
+        """Columns of ``name`` this purpose allows (identifiers shown as pseudonyms)."""
+        return list(self.purpose.datasets.get(name, ()))
+
+    # -- governed tables ------------------------------------------------------------------
+    def table(
+        self, name: str, *, columns: Sequence[str] | None = None, source: str | None = None
+    ) -> ir.Table:
+        """The governed table of dataset ``name``: allowed columns, own rows (or rows shared
+        by ``source`` under a row-level agreement), identifiers pseudonymised, opt-outs
+        removed for planning. Build expressions on it; pass results to ``release``."""
+        provider = source or self.org
+        details = {"dataset": name, "provider": provider, "columns": list(columns or [])}
+        try:
+            plan = plan_table(
+                self.federation,
+                self.purpose,
+                self.org,
+                name,
+                columns=columns,
+                provider=provider,
+                today=self.today,
+            )
+            table = self._materialise(plan, columns)
+        except FdpError as exc:
+            self._deny("table", exc, provider, **details)
+        self._log(
+            self._event(
+                "table",
+                "allow",
+                f"{plan.purpose} allows {name}",
+                plan.agreement,
+                **details,
+                level=plan.level.value,
+            ),
+            provider,
+        )
+        return table
+
+    def _materialise(self, plan: ViewPlan, columns) -> ir.Table:
+        view = plan.dataset if plan.provider == self.org else f"{plan.dataset}__{plan.provider}"
+        if columns is not None:
+            view += "__" + hashlib.sha256(",".join(columns).encode()).hexdigest()[:8]
+        if view not in self._views:
+            source = self._attach(plan.provider)
+            key = self._key(plan) if plan.key_label else None
+            with self._backend._open_gate() as con:
+                con.raw_sql(duckdb_view_sql(plan, view, source, key))
+            self._views[view] = plan
+        with self._backend._open_gate() as con:
+            return con.table(view)
+
+    def _attach(self, code: str) -> str:
+        alias = quote(f"node_{code}")
+        if code not in self._attached:
+            store = self.federation.org(code).store
+            if not store.exists():
+                raise StoreError(f"the store of {code} is missing ({store}); nothing is shown")
+            with self._backend._open_gate() as con:
+                con.raw_sql(f"ATTACH '{store}' AS {alias} (READ_ONLY)")
+            self._attached.add(code)
+        return alias
+
+    def _key(self, plan: ViewPlan) -> keymod.PseudonymKey:
+        kind, _, ident = plan.key_label.partition(":")
+        if kind == "agreement":
+            agreement = self.federation.agreements[ident]
+            path = Path(agreement.key) if agreement.key else None
+            raw = keymod.read_key(path, owner=f"agreement {ident}")
+        else:
+            raw = keymod.read_key(self.federation.org(plan.provider).key, owner=plan.provider)
+        return keymod.derive(raw, plan.key_label)
+
+    # -- release: the only path to a person ---------------------------------------------------
+    def release(
+        self,
+        obj: ir.Table | pd.DataFrame,
+        *,
+        title: str | None = None,
+        dimensions: Sequence[str] = (),
+        counts: Sequence[str] = (),
+        statistics: Mapping[str, str] | None = None,
+        magnitudes: Mapping[str, Magnitude] | None = None,
+        percentages: Mapping[str, tuple[str, str]] | None = None,
+    ) -> Released:
+        """Run ``obj`` (or take a DataFrame), apply disclosure control, audit, and return the
+        released figures. Integer columns are counts; other numbers must be declared as
+        statistics (with the count they are based on) or magnitudes. Refuses what it cannot
+        check."""
+        spec_args = {
+            "dimensions": dimensions,
+            "counts": counts,
+            "statistics": statistics,
+            "magnitudes": magnitudes,
+            "percentages": percentages,
+        }
+        plans = self._plans_of(obj)
+        agreement = ",".join(sorted({p.agreement for p in plans if p.agreement})) or None
+        providers = sorted({p.provider for p in plans} - {self.org})
+        try:
+            frame, sources, sql_hash, listing = self._run(obj, spec_args, agreement, providers)
+            released = self._control(frame, sources, title, spec_args, listing)
+        except FdpError as exc:
+            self._log_each(
+                self._event("deny", "deny", str(exc), agreement, request="release", title=title),
+                providers,
+            )
+            raise
+        event = self._event(
+            "release",
+            "allow",
+            "disclosure control applied" if not released.listing else "direct care listing",
+            agreement,
+            title=title,
+            rows=len(released),
+            columns=list(released.data.columns),
+            suppressed=released.n_suppressed,
+            sql_sha256=sql_hash,
+        )
+        self._log_each(event, providers)
+        return released
+
+    def _plans_of(self, obj) -> list[ViewPlan]:
+        if not isinstance(obj, ir.Table):
+            return []
+        return [self._views[n] for n in _leaf_names(obj) if n in self._views]
+
+    def _log_each(self, event: AuditEvent, providers: Sequence[str]) -> None:
+        self._log(event)
+        for provider in providers:
+            _audit(self.federation, provider, event)
+
+    def _run(self, obj, spec_args, agreement, providers) -> tuple:
+        """(rows, source datasets, SQL hash, whether it is a record-level listing)."""
+        if isinstance(obj, Released):
+            raise UsageError("this is already released; use its .data")
+        if isinstance(obj, pd.DataFrame):
+            return obj, ["supplied table"], None, False
+        if not isinstance(obj, ir.Table):
+            raise UsageError(
+                f"release takes an Ibis table expression or a pandas DataFrame, "
+                f"got {type(obj).__name__}"
+            )
+        listing = self._check_expression(obj, spec_args)
+        sql = str(ibis.to_sql(obj, dialect="duckdb"))
+        sql_hash = hashlib.sha256(sql.encode()).hexdigest()
+        with self._backend._open_gate():
+            frame = obj.to_pandas()
+        self._log(
+            self._event(
+                "query",
+                "allow",
+                "governed expression run",
+                sql_sha256=sql_hash,
+                row_count=len(frame),
+            )
+        )
+        sources = sorted({p.dataset for v, p in self._views.items() if v in _leaf_names(obj)})
+        return frame, sources, sql_hash, listing
+
+    def _check_expression(self, expr: ir.Table, spec_args) -> bool:
+        """Refuse what may not be released; True when it is a direct-care record listing."""
+        lineage = Lineage(expr)
+        for leaf in lineage.tables():
+            own = getattr(leaf, "source", None) is self._backend and leaf.name in self._views
+            if not own and not isinstance(leaf, ibis.expr.operations.InMemoryTable):
+                raise GovernanceError(
+                    f"the expression reads {leaf.name!r}, which is not a governed table of this "
+                    "workspace; build it from ws.table(...)"
+                )
+        columns = lineage.columns()
+        if self.purpose.level is Level.IDENTIFIABLE:
+            return not any(info.aggregated for info in columns.values())
+        declared = set(spec_args["counts"]) | set(spec_args["statistics"] or {})
+        declared |= set(spec_args["magnitudes"] or {})
+        measures = [c for c in columns if c in declared or self._is_measure(expr, c)]
+        for name, info in columns.items():
+            if UNKNOWN in info.sources:
+                raise GovernanceError(
+                    f"cannot trace where output column {name!r} comes from, so it is not "
+                    "released; simplify the expression (no raw SQL or scalar subqueries)"
+                )
+            identifiers = sorted(c for (view, c) in info.sources if self._is_direct(view, c))
+            if identifiers:
+                raise GovernanceError(
+                    f"output column {name!r} is computed from direct identifier(s) "
+                    f"{', '.join(identifiers)}: under {self.purpose.id} only aggregates leave "
+                    "the workspace. Count people instead (e.g. .nunique())"
+                )
+            if name not in measures and info.direct and info.direct[1] in FINE_QUASI_IDENTIFIERS:
+                raise GovernanceError(
+                    f"output column {name!r} is {info.direct[1]} itself; coarsen it before "
+                    "release (a year, an age band, an area at a higher level)"
+                )
+            if name in measures and not info.aggregated:
+                raise GovernanceError(
+                    f"measure {name!r} is not computed by an aggregation: release aggregate "
+                    "tables (group_by(...).aggregate(...)), not rows"
+                )
+        if not measures:
+            raise GovernanceError(
+                "a release needs at least one count or statistic computed by an aggregation: "
+                "record-level rows are not released under a planning purpose"
+            )
+        return False
+
+    def _is_measure(self, expr: ir.Table, column: str) -> bool:
+        dtype = expr.schema()[column]
+        return dtype.is_numeric() and not dtype.is_boolean()
+
+    def _is_direct(self, view: str, column: str) -> bool:
+        plan = self._views.get(view)
+        if plan is None:
+            return False
+        return dataset(plan.dataset).column(column).classification is ColumnClass.DIRECT_IDENTIFIER
+
+    def _control(self, frame: pd.DataFrame, sources, title, spec_args, listing) -> Released:
+        source = f"{self.org} {', '.join(sources)} ({self.purpose.id})"
+        if listing:
+            empty = pd.DataFrame(index=frame.index)
+            return Released(
+                frame.reset_index(drop=True),
+                empty,
+                title,
+                source,
+                rules_note(self.purpose.disclosure, 0, listing=True),
+                0,
+                listing=True,
+            )
+        rules = self.purpose.disclosure
+        spec = infer_spec(frame, **{k: v for k, v in spec_args.items() if v})
+        result = apply_disclosure_control(frame, spec, rules)
+        n = result.n_primary + result.n_secondary
+        return Released(result.data, result.suppressed, title, source, rules_note(rules, n), n)
+
+    # -- provenance -----------------------------------------------------------------------
+    def provenance(self) -> dict[str, Any]:
+        """What a report records about how its figures were made (no secrets)."""
+        stores = {}
+        for code in sorted(self._attached):  # the store's identity: its metadata, size, time
+            info = self.federation.org(code).store.stat()
+            stores[code] = (info.st_size, info.st_mtime_ns)
+        agreements = sorted({p.agreement for p in self._views.values() if p.agreement})
+        fed_hash = hashlib.sha256(self.federation.path.read_bytes()).hexdigest()[:16]
+        return {
+            "user": self.user,
+            "org": self.org,
+            "purpose": self.purpose.id,
+            "agreements": agreements,
+            "datasets": sorted({p.dataset for p in self._views.values()}),
+            "data_fingerprint": hashlib.sha256(repr(sorted(stores.items())).encode()).hexdigest()[
+                :16
+            ],
+            "policy_fingerprint": fed_hash,
+            "fdp_version": __version__,
+        }
+
+    def close(self) -> None:
+        with self._backend._open_gate() as con:
+            con.disconnect()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Workspace {self.user} at {self.org} for {self.purpose.id}>"
+
+
+def _leaf_names(expr: ir.Table) -> set[str]:
+    return {leaf.name for leaf in Lineage(expr).tables()}
+
+
+__all__ = ["DisclosureRules", "Magnitude", "Workspace", "connect", "find_federation"]
