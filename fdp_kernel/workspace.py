@@ -40,6 +40,7 @@ from fdp_kernel.governance.disclosure import (
 from fdp_kernel.governance.gate import GatedDuckDB
 from fdp_kernel.governance.lineage import UNKNOWN, Lineage
 from fdp_kernel.governance.model import Level, Purpose
+from fdp_kernel.governance.overlap import Ledger, top_aggregate
 from fdp_kernel.governance.policy import ViewPlan, authorise, identify, plan_table
 from fdp_kernel.governance.released import Released, rules_note
 from fdp_kernel.governance.views import duckdb_view_sql
@@ -102,7 +103,7 @@ class Workspace:
         self._backend._arm()
         self._attached: set[str] = set()
         self._views: dict[str, ViewPlan] = {}  # view name -> plan
-        self._row_counts: dict[str, int] = {}
+        self._ledger = Ledger(purpose.disclosure.min_count)
         self._log(
             AuditEvent(
                 "connect",
@@ -243,7 +244,8 @@ class Workspace:
         providers = sorted({p.provider for p in plans} - {self.org})
         try:
             frame, sources, sql_hash, listing = self._run(obj, spec_args, agreement, providers)
-            released = self._control(frame, sources, title, spec_args, listing)
+            forced = None if listing else self._overlap(obj, frame)
+            released = self._control(frame, sources, title, spec_args, listing, forced)
         except FdpError as exc:
             self._log_each(
                 self._event("deny", "deny", str(exc), agreement, request="release", title=title),
@@ -317,7 +319,7 @@ class Workspace:
             return not any(info.aggregated for info in columns.values())
         declared = set(spec_args["counts"]) | set(spec_args["statistics"] or {})
         declared |= set(spec_args["magnitudes"] or {})
-        measures = [c for c in columns if c in declared or self._is_measure(expr, c)]
+        measures = [c for c, info in columns.items() if c in declared or info.aggregated]
         for name, info in columns.items():
             if UNKNOWN in info.sources:
                 raise GovernanceError(
@@ -336,11 +338,16 @@ class Workspace:
                     f"output column {name!r} is {info.direct[1]} itself; coarsen it before "
                     "release (a year, an age band, an area at a higher level)"
                 )
-            if name in measures and not info.aggregated:
+            if name in declared and not info.aggregated:
                 raise GovernanceError(
                     f"measure {name!r} is not computed by an aggregation: release aggregate "
                     "tables (group_by(...).aggregate(...)), not rows"
                 )
+        # What is not computed by the aggregation is a dimension, whatever its type (a decile).
+        spec_args["dimensions"] = [
+            *spec_args["dimensions"],
+            *(c for c in columns if c not in measures and c not in spec_args["dimensions"]),
+        ]
         if not measures:
             raise GovernanceError(
                 "a release needs at least one count or statistic computed by an aggregation: "
@@ -348,17 +355,35 @@ class Workspace:
             )
         return False
 
-    def _is_measure(self, expr: ir.Table, column: str) -> bool:
-        dtype = expr.schema()[column]
-        return dtype.is_numeric() and not dtype.is_boolean()
-
     def _is_direct(self, view: str, column: str) -> bool:
         plan = self._views.get(view)
         if plan is None:
             return False
         return dataset(plan.dataset).column(column).classification is ColumnClass.DIRECT_IDENTIFIER
 
-    def _control(self, frame: pd.DataFrame, sources, title, spec_args, listing) -> Released:
+    def _overlap(self, obj, frame: pd.DataFrame):
+        """Rows to hide because they would difference against an earlier release."""
+        if not isinstance(obj, ir.Table) or self.purpose.disclosure.min_count <= 1:
+            return None
+        aggregate = top_aggregate(obj)
+        if aggregate is None:
+            return None
+
+        def run(expr):
+            with self._backend._open_gate():
+                return expr.to_pandas()
+
+        is_root = aggregate is obj.op()
+        exact = frame if is_root else run(aggregate.to_expr())
+        hide = self._ledger.check(aggregate, exact, run)
+        if is_root or not hide.any():
+            return hide if is_root else None
+        raise GovernanceError(
+            "this release overlaps an earlier one so closely that the difference would reveal "
+            f"a group of 1-{self.purpose.disclosure.min_count - 1} records; it is not released"
+        )
+
+    def _control(self, frame, sources, title, spec_args, listing, forced=None) -> Released:
         source = f"{self.org} {', '.join(sources)} ({self.purpose.id})"
         if listing:
             empty = pd.DataFrame(index=frame.index)
@@ -373,7 +398,7 @@ class Workspace:
             )
         rules = self.purpose.disclosure
         spec = infer_spec(frame, **{k: v for k, v in spec_args.items() if v})
-        result = apply_disclosure_control(frame, spec, rules)
+        result = apply_disclosure_control(frame, spec, rules, forced)
         n = result.n_primary + result.n_secondary
         return Released(result.data, result.suppressed, title, source, rules_note(rules, n), n)
 

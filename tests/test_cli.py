@@ -87,3 +87,27 @@ def test_demo_refuses_to_overwrite_a_federation_that_is_not_synthetic(tmp_path):
     code, _, err = run("demo", "-q", "--out", str(tmp_path), "--patients", "300")
     assert code == 4
     assert "not a synthetic federation" in err
+
+
+def test_audit_verify_names_the_first_tampered_entry_and_exits_non_zero(
+    act_as, federation, tmp_path
+):
+    import shutil
+
+    import fdp_kernel
+
+    fed = shutil.copytree(federation, tmp_path / "fed")
+    act_as("rsa.analyst", fed)
+    ws = fdp_kernel.connect(purpose="elective_planning")
+    ws.table("rtt_pathways")
+    code, out, _ = run("audit", "verify", "--federation", str(fed))
+    assert code == 0 and "0 with problems" in out
+    code, out, _ = run("audit", "show", "--federation", str(fed), "--user", "rsa.analyst")
+    assert code == 0 and "rsa.analyst" in out and "connect" in out
+    log = fed / "audit" / "RSA.jsonl"
+    lines = log.read_text().splitlines()
+    lines[-1] = lines[-1].replace('"allow"', '"deny"')
+    log.write_text("\n".join(lines) + "\n")
+    code, out, _ = run("audit", "verify", "--federation", str(fed))
+    assert code == 6
+    assert f"line {len(lines)}" in out and "was altered" in out

@@ -32,6 +32,7 @@ MAGNITUDE_DOMINANCE = "magnitude: dominance"
 MAGNITUDE_P_RATIO = "magnitude: p-ratio"
 STATISTIC_SMALL_BASE = "statistic: small base"
 PERCENTAGE_COMPONENT = "percentage: component suppressed"
+OVERLAP = "overlap: differs from an earlier release by 1-7"
 
 _NULL = "null, so it cannot be checked; fill in the true value (0 if none) or drop the row"
 _NEGATIVE = "negative, so it cannot be checked; the rules hold for non-negative values only"
@@ -337,7 +338,10 @@ def _magnitude(frame: pd.DataFrame, col: str, mag: Magnitude, rules: DisclosureR
 
 
 def apply_disclosure_control(
-    df: pd.DataFrame, spec: ReleaseSpec, rules: DisclosureRules
+    df: pd.DataFrame,
+    spec: ReleaseSpec,
+    rules: DisclosureRules,
+    forced: np.ndarray | None = None,
 ) -> DisclosureResult:
     """Apply primary, magnitude and secondary suppression, rounding and percentages.
 
@@ -345,6 +349,8 @@ def apply_disclosure_control(
     suppressed when their count (unrounded) is below min_count, 0 included. Magnitudes:
     suppressed on too few contributors, nk dominance or the p% rule (ACRO). Then secondary
     suppression per count and per magnitude column; percentages from the released counts.
+    ``forced`` marks rows whose counts must be hidden for a reason found outside this table
+    (an overlap with an earlier release); they count as primary suppressions.
     The input frame is not changed; the output has a fresh RangeIndex and keeps row order.
     """
     if not isinstance(spec, ReleaseSpec) or not isinstance(rules, DisclosureRules):
@@ -361,6 +367,8 @@ def apply_disclosure_control(
         values = raw[col] = _counts(frame[col], col)
         why[col] = np.full(n, "", dtype=object)
         why[col][(values >= 1) & (values < rules.min_count)] = f"primary: 1-{rules.min_count - 1}"
+        if forced is not None:
+            why[col][forced & (why[col] == "")] = OVERLAP
         _secondary(values.astype(np.float64), why[col], groups)
         out[col] = pd.arrays.IntegerArray(_round_counts(values, rules), mask=why[col] != "")
     for col, base in spec.statistics.items():

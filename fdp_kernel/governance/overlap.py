@@ -1,0 +1,118 @@
+"""Differencing protection: two overlapping releases must not reveal a small group.
+
+Rounding blurs differences, but an analyst could still release a count over some records and
+then the same count over all but a few of them. The ledger remembers every released cell of a
+workspace (its exact counts and how to list its records). When a new cell's exact count is
+within 1-7 of an earlier cell's, the ledger lists both cells' records (a multiset of row hashes
+over the aggregated relation's columns) and, if one contains the other, hides the new cell.
+
+Scope (docs/governance.md): cells of aggregates whose input rows can be listed with the same
+columns, within one workspace session. Where records cannot be compared, rounding and
+suppression remain the protection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import ibis
+import ibis.expr.operations as ops
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+
+_THROUGH = (ops.Project, ops.Filter, ops.Sort, ops.Limit)
+
+
+def top_aggregate(expr: ir.Table) -> ops.Aggregate | None:
+    """The aggregation a released table is computed by (through projections, filters, sorts)."""
+    rel = expr.op()
+    while not isinstance(rel, ops.Aggregate):
+        if not isinstance(rel, _THROUGH):
+            return None
+        rel = rel.parent
+    return rel
+
+
+@dataclass
+class _Cell:
+    key: tuple
+    counts: tuple[int, ...]
+    release: int
+
+
+@dataclass
+class Ledger:
+    min_count: int
+    cells: list[_Cell] = field(default_factory=list)
+    parents: list[tuple[ir.Table, tuple[str, ...], str]] = field(default_factory=list)
+    _members: dict[int, dict[tuple, np.ndarray]] = field(default_factory=dict)
+
+    def members(self, release: int, run) -> dict[tuple, np.ndarray]:
+        """The records of each cell of an earlier (or the current) release, listed once."""
+        if release not in self._members:
+            parent, groups, _ = self.parents[release]
+            self._members[release] = _members(parent, groups, run)
+        return self._members[release]
+
+    def check(self, aggregate: ops.Aggregate, exact: pd.DataFrame, run) -> np.ndarray:
+        """Rows of ``exact`` (the aggregate's own output) to hide; then remember them.
+
+        ``run(expr)`` executes an expression through the workspace's open gate.
+        """
+        groups = tuple(aggregate.groups)
+        count_cols = [c for c in exact.columns if c not in groups and _is_int(exact[c])]
+        parent = aggregate.parent.to_expr()
+        signature = ",".join(f"{n}:{t}" for n, t in parent.schema().items())
+        keys = [tuple(r) for r in exact[list(groups)].itertuples(index=False)]
+        counts = [tuple(int(v) for v in r) for r in exact[count_cols].itertuples(index=False)]
+        hide = np.zeros(len(exact), dtype=bool)
+        candidates = []
+        for i, row in enumerate(counts):
+            for cell in self.cells:
+                if self.parents[cell.release][2] != signature:
+                    continue
+                if any(0 < abs(a - b) < self.min_count for a in row for b in cell.counts):
+                    candidates.append((i, cell))
+        release = len(self.parents)
+        self.parents.append((parent, groups, signature))
+        for i, cell in candidates:
+            a = self.members(release, run).get(keys[i], np.empty(0, np.int64))
+            b = self.members(cell.release, run).get(cell.key, np.empty(0, np.int64))
+            if _nested_small(a, b, self.min_count):
+                hide[i] = True
+        self.cells += [_Cell(k, c, release) for k, c, h in zip(keys, counts, hide, strict=True)
+                       if not h]  # fmt: skip
+        return hide
+
+
+def _is_int(s: pd.Series) -> bool:
+    return pd.api.types.is_integer_dtype(s.dtype)
+
+
+def _members(parent: ir.Table, groups: tuple[str, ...], run) -> dict[tuple, np.ndarray]:
+    """Sorted row hashes (a multiset) of each group's records."""
+    row = ibis.struct({c: parent[c] for c in parent.columns}).hash()
+    listed = run(parent.select(*groups, _fdp_row=row))
+    out: dict[tuple, np.ndarray] = {}
+    if groups:
+        for key, frame in listed.groupby(list(groups), dropna=False, sort=False):
+            key = key if isinstance(key, tuple) else (key,)
+            out[key] = np.sort(frame["_fdp_row"].to_numpy(dtype=np.int64))
+    else:
+        out[()] = np.sort(listed["_fdp_row"].to_numpy(dtype=np.int64))
+    return out
+
+
+def _nested_small(a: np.ndarray, b: np.ndarray, min_count: int) -> bool:
+    """True when one multiset contains the other and they differ by 1..min_count-1 rows."""
+    small, large = (a, b) if a.size <= b.size else (b, a)
+    difference = large.size - small.size
+    if not 0 < difference < min_count:
+        return False
+    values, counts = np.unique(small, return_counts=True)
+    lvalues, lcounts = np.unique(large, return_counts=True)
+    idx = np.searchsorted(lvalues, values)
+    idx = np.minimum(idx, max(lvalues.size - 1, 0))
+    found = (lvalues.size > 0) & (lvalues[idx] == values) & (lcounts[idx] >= counts)
+    return bool(np.all(found))
