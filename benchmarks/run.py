@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from benchmarks import bench_synth
+from benchmarks import bench_governance, bench_synth
 
 
 def main() -> None:
     bench_synth.main([])
+    bench_governance.main([])
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 import pandas as pd
+import pyarrow as pa
 
 from fdp_kernel import __version__
 from fdp_kernel.catalog import ColumnClass, dataset
@@ -66,10 +67,10 @@ def find_federation(environ: Mapping[str, str]) -> Path:
     )
 
 
-def _audit(fed: Federation, org: str | None, event: AuditEvent) -> None:
+def _audit(fed: Federation, org: str | None, *events: AuditEvent) -> None:
     code = org if org in fed.organisations else None
     path = fed.audit_path(code) if code else fed.root / "audit" / "federation.jsonl"
-    AuditLog(path).append(event)
+    AuditLog(path).append_many(list(events))
 
 
 def connect(purpose: str, org: str | None = None) -> Workspace:
@@ -242,20 +243,31 @@ class Workspace:
         plans = self._plans_of(obj)
         agreement = ",".join(sorted({p.agreement for p in plans if p.agreement})) or None
         providers = sorted({p.provider for p in plans} - {self.org})
+        done: list[AuditEvent] = []  # the query event, once the query has run
         try:
-            frame, sources, sql_hash, listing = self._run(obj, spec_args, agreement, providers)
+            frame, sources, sql_hash, listing = self._run(obj, spec_args)
+            if sql_hash:
+                done.append(
+                    self._event(
+                        "query",
+                        "allow",
+                        "governed expression run",
+                        agreement,
+                        sql_sha256=sql_hash,
+                        row_count=len(frame),
+                    )
+                )
             forced = None if listing else self._overlap(obj, frame)
             released = self._control(frame, sources, title, spec_args, listing, forced)
         except FdpError as exc:
-            self._log_each(
-                self._event("deny", "deny", str(exc), agreement, request="release", title=title),
-                providers,
-            )
+            deny = self._event("deny", "deny", str(exc), agreement, request="release", title=title)
+            self._log_each([*done, deny], providers)
             raise
+        reason = "direct care listing" if released.listing else "disclosure control applied"
         event = self._event(
             "release",
             "allow",
-            "disclosure control applied" if not released.listing else "direct care listing",
+            reason,
             agreement,
             title=title,
             rows=len(released),
@@ -263,7 +275,7 @@ class Workspace:
             suppressed=released.n_suppressed,
             sql_sha256=sql_hash,
         )
-        self._log_each(event, providers)
+        self._log_each([*done, event], providers)
         return released
 
     def _plans_of(self, obj) -> list[ViewPlan]:
@@ -271,12 +283,11 @@ class Workspace:
             return []
         return [self._views[n] for n in _leaf_names(obj) if n in self._views]
 
-    def _log_each(self, event: AuditEvent, providers: Sequence[str]) -> None:
-        self._log(event)
-        for provider in providers:
-            _audit(self.federation, provider, event)
+    def _log_each(self, events: list[AuditEvent], providers: Sequence[str]) -> None:
+        for org in (self.org, *providers):
+            _audit(self.federation, org, *events)
 
-    def _run(self, obj, spec_args, agreement, providers) -> tuple:
+    def _run(self, obj, spec_args) -> tuple:
         """(rows, source datasets, SQL hash, whether it is a record-level listing)."""
         if isinstance(obj, Released):
             raise UsageError("this is already released; use its .data")
@@ -288,21 +299,23 @@ class Workspace:
                 f"got {type(obj).__name__}"
             )
         listing = self._check_expression(obj, spec_args)
-        sql = str(ibis.to_sql(obj, dialect="duckdb"))
+        sql = self._backend.compile(obj)
         sql_hash = hashlib.sha256(sql.encode()).hexdigest()
-        with self._backend._open_gate():
-            frame = obj.to_pandas()
-        self._log(
-            self._event(
-                "query",
-                "allow",
-                "governed expression run",
-                sql_sha256=sql_hash,
-                row_count=len(frame),
-            )
-        )
+        frame = self._execute(sql, obj)  # exactly the SQL that was hashed and audited
         sources = sorted({p.dataset for v, p in self._views.items() if v in _leaf_names(obj)})
         return frame, sources, sql_hash, listing
+
+    def _execute(self, sql: str, expr: ir.Table) -> pd.DataFrame:
+        """Run compiled SQL and convert it as Ibis would (one compile per release)."""
+        from ibis.backends.duckdb.converter import DuckDBPandasData
+
+        with self._backend._open_gate() as con:
+            table = con.con.sql(sql).to_arrow_table()
+        columns = {}
+        for name, col in zip(table.column_names, table.columns, strict=True):
+            nested = pa.types.is_nested(col.type) or pa.types.is_dictionary(col.type)
+            columns[name] = col.to_pylist() if nested or col.null_count else col.to_pandas()
+        return DuckDBPandasData.convert_table(pd.DataFrame(columns), expr.schema())
 
     def _check_expression(self, expr: ir.Table, spec_args) -> bool:
         """Refuse what may not be released; True when it is a direct-care record listing."""

@@ -28,6 +28,7 @@ from fdp_kernel.errors import StoreError, UsageError
 
 GENESIS_HASH = "0" * 64
 DECISIONS = frozenset({"allow", "deny"})
+MAX_BATCH = 8  # entries written together by append_many
 MAX_ENTRY_BYTES = 1 << 20  # an entry is a few hundred bytes; this bounds reads of a bad tail
 _CHUNK = 8192
 _SEPARATORS = (",", ":")
@@ -160,9 +161,11 @@ class AuditLog:
                 raise ValueError(f"the last entry (seq {seq}) does not match its hash")
             prev = GENESIS_HASH if last is None else last["prev_hash"]
             head = _parse_link(self.head_path.read_bytes()) if self.head_path.exists() else None
-            # The head is the last entry, or one behind it when an append was interrupted just
-            # before its head update (that entry is whole and links to the head: carry on).
-            if (head or (0, GENESIS_HASH)) not in ((seq, digest), (seq - 1, prev)):
+            # The head is the last entry, or a batch behind it when an append was interrupted
+            # just before its head update (the entries are whole: carry on; verify reports it).
+            head_seq, head_hash = head or (0, GENESIS_HASH)
+            behind = (head_seq, head_hash) == (seq - 1, prev) or seq - MAX_BATCH <= head_seq < seq
+            if (head_seq, head_hash) != (seq, digest) and not behind:
                 recorded = "is missing" if head is None else f"records seq {head[0]}"
                 raise ValueError(f"the log ends at seq {seq} but its head {recorded}")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -189,8 +192,12 @@ class AuditLog:
 
     def append(self, event: AuditEvent) -> dict:
         """Record ``event`` durably and return the stored entry; StoreError if it cannot."""
-        if not isinstance(event, AuditEvent):
-            raise UsageError(f"AuditLog.append takes an AuditEvent, not {type(event).__name__}")
+        return self.append_many([event])[0]
+
+    def append_many(self, events: list[AuditEvent]) -> list[dict]:
+        """Record several events as consecutive entries with one write and one fsync."""
+        if not 0 < len(events) <= MAX_BATCH or not all(isinstance(e, AuditEvent) for e in events):
+            raise UsageError("AuditLog.append takes AuditEvent objects")
         try:  # parents get default permissions; the log's own directory is private
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
@@ -203,18 +210,24 @@ class AuditLog:
             try:
                 size = os.fstat(fd).st_size
                 seq, prev = self._check_tail(fd, size)
-                entry: dict[str, Any] = {"seq": seq + 1, "time": _timestamp(), "pid": os.getpid()}
-                entry.update(asdict(event), prev_hash=prev)
-                entry["hash"] = entry_hash(entry)
-                data = _canonical(entry).encode("utf-8") + b"\n"
-                if len(data) > MAX_ENTRY_BYTES:
-                    raise UsageError(f"audit entry is too large ({len(data)} bytes); trim details")
+                entries, chunks = [], []
+                for event in events:
+                    seq += 1
+                    entry: dict[str, Any] = {"seq": seq, "time": _timestamp(), "pid": os.getpid()}
+                    entry.update(asdict(event), prev_hash=prev)
+                    entry["hash"] = prev = entry_hash(entry)
+                    data = _canonical(entry).encode("utf-8") + b"\n"
+                    if len(data) > MAX_ENTRY_BYTES:
+                        raise UsageError(f"audit entry is too large ({len(data)} bytes)")
+                    entries.append(entry)
+                    chunks.append(data)
+                data = b"".join(chunks)
                 try:
                     written = os.write(fd, data)
                     if written != len(data):
                         raise OSError(f"short write ({written} of {len(data)} bytes)")
                     os.fsync(fd)
-                    self._write_head(entry["seq"], entry["hash"])
+                    self._write_head(seq, prev)
                 except OSError as exc:  # leave nothing half-recorded (the lock is still held)
                     with contextlib.suppress(OSError):
                         os.ftruncate(fd, size)
@@ -228,7 +241,7 @@ class AuditLog:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
-        return entry
+        return entries
 
     def _snapshot(self) -> tuple[int, bytes | None]:
         """The log size and head bytes, read under the lock so that they agree."""

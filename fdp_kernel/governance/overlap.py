@@ -44,7 +44,7 @@ class _Cell:
 @dataclass
 class Ledger:
     min_count: int
-    cells: list[_Cell] = field(default_factory=list)
+    cells: dict[tuple[str, int], list[_Cell]] = field(default_factory=dict)  # (sig, count)
     parents: list[tuple[ir.Table, tuple[str, ...], str]] = field(default_factory=list)
     _members: dict[int, dict[tuple, np.ndarray]] = field(default_factory=dict)
 
@@ -61,19 +61,16 @@ class Ledger:
         ``run(expr)`` executes an expression through the workspace's open gate.
         """
         groups = tuple(aggregate.groups)
-        count_cols = [c for c in exact.columns if c not in groups and _is_int(exact[c])]
         parent = aggregate.parent.to_expr()
         signature = ",".join(f"{n}:{t}" for n, t in parent.schema().items())
         keys = [tuple(r) for r in exact[list(groups)].itertuples(index=False)]
-        counts = [tuple(int(v) for v in r) for r in exact[count_cols].itertuples(index=False)]
+        counts = [(int(n),) for n in _record_counts(aggregate, exact, parent, groups, keys, run)]
         hide = np.zeros(len(exact), dtype=bool)
         candidates = []
-        for i, row in enumerate(counts):
-            for cell in self.cells:
-                if self.parents[cell.release][2] != signature:
-                    continue
-                if any(0 < abs(a - b) < self.min_count for a in row for b in cell.counts):
-                    candidates.append((i, cell))
+        for i, (n,) in enumerate(counts):
+            for d in range(1, self.min_count):
+                for near in (n - d, n + d):
+                    candidates += [(i, cell) for cell in self.cells.get((signature, near), ())]
         release = len(self.parents)
         self.parents.append((parent, groups, signature))
         for i, cell in candidates:
@@ -81,13 +78,24 @@ class Ledger:
             b = self.members(cell.release, run).get(cell.key, np.empty(0, np.int64))
             if _nested_small(a, b, self.min_count):
                 hide[i] = True
-        self.cells += [_Cell(k, c, release) for k, c, h in zip(keys, counts, hide, strict=True)
-                       if not h]  # fmt: skip
+        for key, count, hidden in zip(keys, counts, hide, strict=True):
+            if not hidden:
+                self.cells.setdefault((signature, count[0]), []).append(_Cell(key, count, release))
         return hide
 
 
-def _is_int(s: pd.Series) -> bool:
-    return pd.api.types.is_integer_dtype(s.dtype)
+def _record_counts(aggregate, exact, parent, groups, keys, run) -> list[int]:
+    """Records per cell: a count(*) the release already has, else one more grouped count."""
+    for name, metric in aggregate.metrics.items():
+        if isinstance(metric, ops.CountStar) and metric.where is None:
+            return exact[name].astype("int64").tolist()
+    counted = run(
+        parent.group_by(list(groups)).agg(_fdp_n=parent.count())
+        if groups
+        else parent.agg(_fdp_n=parent.count())
+    )
+    by_key = {tuple(r[:-1]): r[-1] for r in counted.itertuples(index=False)}
+    return [int(by_key.get(k, 0)) for k in keys]
 
 
 def _members(parent: ir.Table, groups: tuple[str, ...], run) -> dict[tuple, np.ndarray]:
