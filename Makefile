@@ -32,6 +32,7 @@ demo: $(STAMP_RUN)
 ## test: lint, format check and the whole test suite
 test: $(STAMP_DEV)
 	bash scripts/ensure-services.sh
+	bash scripts/ensure-browser.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -n 2 --dist loadfile

@@ -1,0 +1,1 @@
+"""Reports: executed notebooks exported to self-contained offline HTML pages."""
