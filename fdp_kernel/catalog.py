@@ -750,3 +750,9 @@ def dataset(name: str) -> Dataset:
 def datasets_held_by(org_type: str) -> tuple[Dataset, ...]:
     """Datasets a node of ``org_type`` holds in its store."""
     return tuple(d for d in DATASETS if org_type in d.held_by)
+
+
+def table(name: str) -> ibis.Table:
+    """An unbound Ibis table of dataset ``name``: write a federated query against it once and
+    ``ws.federated`` binds it to each node's governed table."""
+    return ibis.table(dataset(name).schema(), name=name)

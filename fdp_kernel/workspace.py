@@ -94,7 +94,9 @@ def connect(purpose: str, org: str | None = None) -> Workspace:
 class Workspace:
     """A user acting for one purpose at one organisation. Use ``connect`` to make one."""
 
-    def __init__(self, fed: Federation, user: str, purpose: Purpose, org: str) -> None:
+    def __init__(
+        self, fed: Federation, user: str, purpose: Purpose, org: str, *, reason: str = ""
+    ) -> None:
         self.federation = fed
         self.user = user
         self.purpose = purpose
@@ -112,7 +114,7 @@ class Workspace:
                 user,
                 org,
                 purpose.id,
-                reason=f"{user} holds {purpose.id} at {org}",
+                reason=reason or f"{user} holds {purpose.id} at {org}",
             )
         )
 
@@ -310,6 +312,7 @@ class Workspace:
         from ibis.backends.duckdb.converter import DuckDBPandasData
 
         with self._backend._open_gate() as con:
+            con._run_pre_execute_hooks(expr)  # registers in-memory tables (e.g. a month spine)
             table = con.con.sql(sql).to_arrow_table()
         columns = {}
         for name, col in zip(table.column_names, table.columns, strict=True):
@@ -415,6 +418,17 @@ class Workspace:
         n = result.n_primary + result.n_secondary
         return Released(result.data, result.suppressed, title, source, rules_note(rules, n), n)
 
+    # -- federation -----------------------------------------------------------------------
+    def federated(
+        self, query, orgs: Sequence[str] | None = None, *, title: str | None = None, **spec
+    ):
+        """Run ``query`` at each node an agreement permits (default: every provider of an
+        agreement naming this org for this purpose) and combine the node-released results.
+        See ``fdp_kernel.federation``."""
+        from fdp_kernel.federation import run_federated
+
+        return run_federated(self, query, orgs, title, spec)
+
     # -- provenance -----------------------------------------------------------------------
     def provenance(self) -> dict[str, Any]:
         """What a report records about how its figures were made (no secrets)."""
@@ -453,6 +467,37 @@ class Workspace:
 
 def _leaf_names(expr: ir.Table) -> set[str]:
     return {leaf.name for leaf in Lineage(expr).tables()}
+
+
+class NodeWorkspace(Workspace):
+    """A requester's federated query running at a provider node, under one agreement: the
+    node's own store, policy and key, only what the agreement covers, audited at the node."""
+
+    def __init__(self, requester: Workspace, org: str, agreement) -> None:
+        from fdp_kernel.federation import restricted_purpose
+
+        self.requester = requester.org
+        self.agreement = agreement
+        super().__init__(
+            requester.federation,
+            requester.user,
+            restricted_purpose(requester.purpose, agreement),
+            org,
+            reason=f"federated request from {requester.org} under {agreement.id}",
+        )
+
+    def _event(self, action: str, decision: str, reason: str = "", agreement=None, **details):
+        return super()._event(
+            action,
+            decision,
+            reason,
+            agreement or self.agreement.id,
+            requester=self.requester,
+            **details,
+        )
+
+    def federated(self, *args, **kwargs):
+        raise GovernanceError("a federated request cannot start further federated requests")
 
 
 __all__ = ["DisclosureRules", "Magnitude", "Workspace", "connect", "find_federation"]

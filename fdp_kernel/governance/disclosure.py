@@ -385,7 +385,7 @@ def apply_disclosure_control(
         hidden = (why[num] != "") | (why[den] != "")
         top, bottom = (out[c].to_numpy(dtype=np.float64, na_value=0.0) for c in (num, den))
         ok = ~hidden & (bottom != 0)
-        pct = np.divide(top * 100.0, bottom, out=np.zeros(n), where=ok)
+        pct = np.round(np.divide(top * 100.0, bottom, out=np.zeros(n), where=ok), 1)
         why[col] = np.where(hidden, PERCENTAGE_COMPONENT, "").astype(object)
         out[col] = pd.arrays.FloatingArray(pct, mask=~ok)
     columns = [c for c in frame.columns if c not in spec.helpers] + list(spec.percentages)

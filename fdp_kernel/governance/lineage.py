@@ -65,8 +65,9 @@ class Lineage:
         if isinstance(rel, ops.Project | ops.JoinChain):
             return self.value(rel.values[name])
         if isinstance(rel, ops.Aggregate):
-            if name in rel.groups:
-                return self.value(rel.groups[name])
+            if name in rel.groups:  # a key of this aggregation: a dimension, however computed
+                inner = self.value(rel.groups[name])
+                return ColumnLineage(inner.sources, False, inner.direct)
             inner = self.value(rel.metrics[name])
             return ColumnLineage(inner.sources, True, None)
         if isinstance(rel, ops.Set):

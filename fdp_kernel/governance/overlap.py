@@ -68,6 +68,8 @@ class Ledger:
         hide = np.zeros(len(exact), dtype=bool)
         candidates = []
         for i, (n,) in enumerate(counts):
+            if n < self.min_count:
+                continue  # suppressed anyway: a difference needs two shown figures
             for d in range(1, self.min_count):
                 for near in (n - d, n + d):
                     candidates += [(i, cell) for cell in self.cells.get((signature, near), ())]
@@ -79,7 +81,7 @@ class Ledger:
             if _nested_small(a, b, self.min_count):
                 hide[i] = True
         for key, count, hidden in zip(keys, counts, hide, strict=True):
-            if not hidden:
+            if not hidden and count[0] >= self.min_count:
                 self.cells.setdefault((signature, count[0]), []).append(_Cell(key, count, release))
         return hide
 

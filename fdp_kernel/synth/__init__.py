@@ -26,7 +26,7 @@ from fdp_kernel.progress import Progress, Silent
 from fdp_kernel.stores import write_store
 from fdp_kernel.synth import conditions, elective, inpatient, orgs, population, supply, vaccination
 from fdp_kernel.synth.nodes import NodeTables
-from fdp_kernel.synth.policy import DIRECT_AGREEMENT, policy
+from fdp_kernel.synth.policy import SHARED_KEY_AGREEMENTS, policy
 from fdp_kernel.synth.rng import Streams
 
 DEFAULT_AS_OF = dt.date(2026, 10, 31)
@@ -162,7 +162,8 @@ def generate_federation(
                     summary.rows[name] = summary.rows.get(name, 0) + n
     for org in org_list:
         create_key(out_dir / KEYS_DIR / f"{org.code}.key", force=True)
-    create_key(out_dir / KEYS_DIR / "agreements" / f"{DIRECT_AGREEMENT}.key", force=True)
+    for agreement in SHARED_KEY_AGREEMENTS:
+        create_key(out_dir / KEYS_DIR / "agreements" / f"{agreement}.key", force=True)
     operator = operator or identify(os.environ)
     _write_federation_file(out_dir, org_list, seed, as_of, patients, operator)
     progress.step(f"federation file written: {summary.path}")

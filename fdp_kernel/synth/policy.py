@@ -51,7 +51,9 @@ PURPOSES: list[dict[str, Any]] = [
         "name": "Population health management",
         "priority": "population_health",
         "kind": "planning",
-        "level": "aggregate",
+        "level": "pseudonymised",
+        "description": "Linked, pseudonymised records across practices and trusts for "
+        "segmentation and risk stratification; only aggregates are released.",
         "datasets": {
             "patients": DEMOGRAPHICS + GEOGRAPHY,
             "ltc_registers": "all",
@@ -145,6 +147,8 @@ DISCHARGE_SHARE = {
     "patients": ["nhs_number", "given_name", "family_name", "date_of_birth", "sex", "lsoa_code"],
 }
 DIRECT_AGREEMENT = "DSA-DISCHARGE-DIRECT"
+LINKED_AGREEMENT = "DSA-PHM-ICB"
+SHARED_KEY_AGREEMENTS = (DIRECT_AGREEMENT, LINKED_AGREEMENT)
 
 
 def _purpose_entry(p: dict[str, Any]) -> dict[str, Any]:
@@ -214,12 +218,16 @@ def policy(org_list, operator: str, as_of: dt.date) -> dict[str, Any]:
             practices + community,
             "vaccination_planning",
         ),
-        to_icb(
-            "DSA-PHM-ICB",
-            "Population health management across practices and trusts",
-            practices + trusts,
-            "population_health_planning",
-        ),
+        {
+            **to_icb(
+                LINKED_AGREEMENT,
+                "Linked population health records across practices and trusts",
+                practices + trusts,
+                "population_health_planning",
+            ),
+            "level": "pseudonymised",
+            "key": f"keys/agreements/{LINKED_AGREEMENT}.key",
+        },
         to_icb(
             "DSA-DISCHARGE-ICB",
             "Discharge and bed flow across the ICB",

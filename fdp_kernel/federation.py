@@ -1,0 +1,209 @@
+"""Federated analysis: a query written once runs at each node an agreement permits.
+
+``ws.federated(query, orgs=...)`` sends the query to each provider node. At the node it runs
+on that node's own store, under that node's own policy (own rows, opt-outs, pseudonyms with the
+node's key) and limited to what the agreement covers; the node applies disclosure control
+before anything leaves it, and audits the request with the agreement id. The requester gets
+the released tables combined with an ``org`` column, plus which nodes declined (no agreement in
+force) or failed (store missing, engine error) and why: nothing is dropped silently.
+
+A query is either a function of a node (``lambda node: metric(node.table("rtt_pathways"))``)
+or an Ibis expression over catalogue tables (``fdp_kernel.catalog.table("rtt_pathways")``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import ibis.expr.operations as ops
+import ibis.expr.types as ir
+import pandas as pd
+
+from fdp_kernel.errors import FdpError, GovernanceError
+from fdp_kernel.governance.audit import AuditEvent
+from fdp_kernel.governance.model import Agreement
+from fdp_kernel.governance.released import Released
+
+Query = Callable[[Any], ir.Table] | ir.Table
+
+
+@dataclass(frozen=True)
+class NodeOutcome:
+    org: str
+    status: str  # "ok" | "declined" | "failed"
+    reason: str = ""
+    agreement: str | None = None
+    seconds: float = 0.0
+    released: Released | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class FederatedResult:
+    """Node-released figures combined; ``partial`` when any node declined or failed."""
+
+    data: pd.DataFrame
+    suppressed: pd.DataFrame
+    outcomes: Mapping[str, NodeOutcome]
+    title: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def declined(self) -> dict[str, str]:
+        return {o.org: o.reason for o in self.outcomes.values() if o.status == "declined"}
+
+    @property
+    def failed(self) -> dict[str, str]:
+        return {o.org: o.reason for o in self.outcomes.values() if o.status == "failed"}
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.declined or self.failed)
+
+    @property
+    def caption(self) -> str:
+        ok = [o for o in self.outcomes.values() if o.status == "ok"]
+        text = f"Combined from {len(ok)} node(s), each applying disclosure control before release."
+        if self.partial:
+            missing = {**self.declined, **self.failed}
+            text += f" PARTIAL: {', '.join(missing)} not included."
+        return text
+
+    def display(self) -> pd.DataFrame:
+        out = self.data.copy()
+        for col in self.suppressed.columns:
+            out[col] = out[col].astype(object).mask(self.suppressed[col] != "", "*")
+        return out
+
+    def totals(self, columns: Sequence[str]) -> pd.Series:
+        """Sums over nodes of released figures; <NA> where any node's figure is suppressed."""
+        return pd.Series({c: self.data[c].sum(skipna=False) for c in columns}, dtype="Float64")
+
+    def _repr_html_(self) -> str:
+        title = f"<h4>{html.escape(self.title)}</h4>" if self.title else ""
+        body = self.display().fillna("").to_html(index=False, border=0)
+        problems = "".join(
+            f"<li>{html.escape(org)}: {html.escape(reason)}</li>"
+            for org, reason in {**self.declined, **self.failed}.items()
+        )
+        extra = f"<ul class='fdp-partial'>{problems}</ul>" if problems else ""
+        return f"{title}{body}<p><small>{html.escape(self.caption)}</small></p>{extra}"
+
+
+def agreements_for(fed, purpose: str, provider: str, recipient: str) -> list[Agreement]:
+    return [
+        a
+        for a in fed.agreements.values()
+        if a.purpose == purpose and provider in a.providers and recipient in a.recipients
+    ]
+
+
+def default_orgs(ws) -> list[str]:
+    """Every provider named by an agreement for this purpose with the requester as recipient."""
+    seen: list[str] = []
+    for a in ws.federation.agreements.values():
+        if a.purpose == ws.purpose.id and ws.org in a.recipients:
+            seen += [p for p in a.providers if p not in seen]
+    return seen
+
+
+def _bind(query: Query, node) -> ir.Table:
+    if callable(query):
+        return query(node)
+    tables = {op for op in query.op().find(ops.UnboundTable)}
+    mapping = {op: node.table(op.name).op() for op in tables}
+    return query.op().replace(mapping).to_expr()
+
+
+def run_federated(ws, query: Query, orgs: Sequence[str] | None, title, spec) -> FederatedResult:
+    from fdp_kernel.workspace import NodeWorkspace
+
+    orgs = list(orgs) if orgs is not None else default_orgs(ws)
+    if not orgs:
+        raise GovernanceError(
+            f"no agreement names {ws.org} as a recipient for purpose {ws.purpose.id}, so there "
+            "is no node to ask; a data sharing agreement is needed first"
+        )
+
+    def at_node(org: str) -> NodeOutcome:
+        start = time.perf_counter()
+        live = [
+            a
+            for a in agreements_for(ws.federation, ws.purpose.id, org, ws.org)
+            if a.in_force(ws.today)
+        ]
+        if org == ws.org:
+            reason = "the requester's own node: use ws.table there, not ws.federated"
+            return NodeOutcome(org, "declined", reason)
+        if not live:
+            known = agreements_for(ws.federation, ws.purpose.id, org, ws.org)
+            reason = (
+                f"agreement {known[0].id} is not in force on {ws.today} "
+                f"(valid {known[0].valid_from} to {known[0].valid_to})"
+                if known
+                else f"no data sharing agreement lets {org} share with {ws.org} for {ws.purpose.id}"
+            )
+            ws._log(ws._event("deny", "deny", reason, request="federated", node=org), org)
+            return NodeOutcome(org, "declined", reason)
+        agreement = live[0]
+        try:
+            node = NodeWorkspace(ws, org, agreement)
+            released = node.release(_bind(query, node), title=title, **spec)
+        except GovernanceError as exc:
+            return NodeOutcome(org, "declined", str(exc), agreement.id)
+        except (FdpError, Exception) as exc:  # a node's failure is reported, never dropped
+            reason = f"{type(exc).__name__}: {exc}"
+            ws._log(
+                ws._event("deny", "deny", reason, agreement.id, request="federated", node=org), org
+            )
+            return NodeOutcome(org, "failed", reason, agreement.id)
+        return NodeOutcome(org, "ok", "", agreement.id, time.perf_counter() - start, released)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(orgs), (os.cpu_count() or 2) * 2))) as pool:
+        outcomes = {o.org: o for o in pool.map(at_node, orgs)}
+    frames, hidden = [], []
+    for org in orgs:
+        outcome = outcomes[org]
+        if outcome.released is not None:
+            frames.append(outcome.released.data.assign(org=org))
+            hidden.append(outcome.released.suppressed)
+    data = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"org": []})
+    data = data[["org", *[c for c in data.columns if c != "org"]]]
+    suppressed = pd.concat(hidden, ignore_index=True) if hidden else pd.DataFrame()
+    result = FederatedResult(data, suppressed.fillna(""), outcomes, title)
+    ws._log(
+        AuditEvent(
+            "federated",
+            "allow",
+            ws.user,
+            ws.org,
+            ws.purpose.id,
+            agreement_id=",".join(sorted({o.agreement for o in outcomes.values() if o.agreement})),
+            reason="federated request combined",
+            details={
+                "title": title,
+                "nodes": orgs,
+                "ok": [o for o in orgs if outcomes[o].status == "ok"],
+                "declined": result.declined,
+                "failed": result.failed,
+                "partial": result.partial,
+            },
+        )
+    )
+    return result
+
+
+def restricted_purpose(purpose, agreement: Agreement):
+    """The purpose as a node applies it for one agreement: only the agreed datasets/columns."""
+    datasets = {
+        name: tuple(c for c in cols if c in agreement.datasets.get(name, ()))
+        for name, cols in purpose.datasets.items()
+        if name in agreement.datasets
+    }
+    return dataclasses.replace(purpose, datasets=datasets)

@@ -1,0 +1,162 @@
+"""Federation: code goes to the data; nothing crosses nodes without an agreement."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import pandas as pd
+
+import fdp_kernel
+from fdp_kernel.catalog import table as catalogue_table
+from fdp_kernel.config import load_federation
+from fdp_kernel.governance.audit import AuditLog
+from fdp_kernel.governance.disclosure import DisclosureRules, apply_disclosure_control, infer_spec
+from fdp_kernel.metrics import rtt as m
+from tests.conftest import OPERATOR
+from tests.helpers import variant
+
+AS_OF = dt.date(2026, 10, 31)
+TRUSTS = ["RSA", "RSB", "RSC"]
+
+
+def summary(node):
+    return m.waiting_list_summary(node.table("rtt_pathways"), AS_OF)
+
+
+def entries(federation, org):
+    return list(AuditLog(federation / "audit" / f"{org}.jsonl").entries())
+
+
+def test_the_icb_view_equals_the_union_of_the_data_after_disclosure_control(act_as, federation):
+    act_as("icb.analyst")
+    ws = fdp_kernel.connect(purpose="elective_planning", org="QSY")
+    result = ws.federated(summary, title="ICB waiting list")
+    assert not result.partial and list(result.data["org"]) == TRUSTS
+
+    # The same figures from the union of the trusts' data (own rows, opt-outs removed).
+    fed = load_federation(federation)
+    con = duckdb.connect()
+    parts = []
+    for code in TRUSTS:
+        con.execute(f"ATTACH '{fed.org(code).store}' AS n{code} (READ_ONLY)")
+        parts.append(
+            f"SELECT r.* FROM n{code}.rtt_pathways r WHERE r.org_code = '{code}' AND r.nhs_number "
+            f"NOT IN (SELECT nhs_number FROM n{code}.patients WHERE national_opt_out)"
+        )
+    union = " UNION ALL ".join(parts)
+    exact = con.execute(
+        f"SELECT org_code AS org, count(*) AS waiting_list, "
+        f"count(*) FILTER (WHERE date_diff('day', rtt_start_date, DATE '{AS_OF}') <= 126) "
+        f"AS within_18_weeks FROM ({union}) WHERE rtt_start_date <= DATE '{AS_OF}' "
+        f"AND (rtt_end_date IS NULL OR rtt_end_date > DATE '{AS_OF}') "
+        "AND rtt_period_status <> '33' GROUP BY ALL ORDER BY org"
+    ).df()
+    expected = apply_disclosure_control(exact, infer_spec(exact), DisclosureRules()).data
+    got = result.data[["org", "waiting_list", "within_18_weeks"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+
+
+def test_nodes_without_an_agreement_are_declined_and_the_result_is_partial(act_as, federation):
+    act_as("icb.analyst")
+    ws = fdp_kernel.connect(purpose="elective_planning", org="QSY")
+    result = ws.federated(summary, orgs=["RSA", "RSD", "Y90001"])
+    assert list(result.data["org"]) == ["RSA"]
+    assert result.partial
+    assert set(result.declined) == {"RSD", "Y90001"}
+    assert "no data sharing agreement lets RSD share with QSY" in result.declined["RSD"]
+    assert entries(federation, "RSD")[-1]["decision"] == "deny", "the declining node audits it"
+    assert "PARTIAL" in result.caption
+
+
+def test_an_expired_agreement_declines_with_its_dates(act_as, federation):
+    def expire(doc):
+        for a in doc["agreements"]:
+            if a["id"] == "DSA-ELECTIVE-ICB":
+                a["valid_from"], a["valid_to"] = dt.date(2022, 4, 1), dt.date(2025, 3, 31)
+
+    act_as("icb.analyst", variant(federation, "elective-expired", expire))
+    ws = fdp_kernel.connect(purpose="elective_planning", org="QSY")
+    result = ws.federated(summary)
+    assert result.data.empty and set(result.declined) == set(TRUSTS)
+    assert "not in force" in result.declined["RSA"] and "2025-03-31" in result.declined["RSA"]
+
+
+def test_a_failing_node_is_reported_never_dropped(act_as, federation):
+    def break_store(doc):
+        for o in doc["organisations"]:
+            if o["code"] == "RSC":
+                o["store"] = "stores/missing.duckdb"
+
+    act_as("icb.analyst", variant(federation, "broken", break_store))
+    ws = fdp_kernel.connect(purpose="elective_planning", org="QSY")
+    result = ws.federated(summary)
+    assert list(result.data["org"]) == ["RSA", "RSB"]
+    assert result.partial and "RSC" in result.failed and "missing" in result.failed["RSC"]
+
+
+def test_every_federated_request_is_audited_at_the_requester_and_each_node(act_as, federation):
+    act_as("icb.analyst")
+    ws = fdp_kernel.connect(purpose="elective_planning", org="QSY")
+    ws.federated(summary, title="audited")
+    requester = entries(federation, "QSY")[-1]
+    assert requester["action"] == "federated" and requester["agreement_id"] == "DSA-ELECTIVE-ICB"
+    assert requester["details"]["ok"] == TRUSTS
+    for code in TRUSTS:
+        node = entries(federation, code)[-1]
+        assert node["action"] == "release" and node["agreement_id"] == "DSA-ELECTIVE-ICB"
+        assert node["details"]["requester"] == "QSY" and node["user"] == "icb.analyst"
+        assert AuditLog(federation / "audit" / f"{code}.jsonl").verify().ok
+
+
+def test_a_query_written_once_against_the_catalogue(act_as):
+    act_as("icb.analyst")
+    ws = fdp_kernel.connect(purpose="elective_planning", org="QSY")
+    rtt = catalogue_table("rtt_pathways")
+    query = rtt.group_by("waiting_list_type").agg(pathways=rtt.count())
+    result = ws.federated(query, orgs=TRUSTS)
+    assert set(result.data["org"]) == set(TRUSTS)
+    assert set(result.data["waiting_list_type"]) == {"IRTT", "ORTT"}
+
+
+def test_nodes_apply_the_agreement_not_just_the_purpose(act_as):
+    act_as("icb.analyst")
+    ws = fdp_kernel.connect(purpose="elective_planning", org="QSY")
+    result = ws.federated(
+        lambda node: node.table("inpatient_spells").agg(n=lambda t: t.count()), orgs=["RSA"]
+    )
+    assert result.declined["RSA"].startswith("purpose elective_planning does not allow")
+
+
+def test_linkage_uses_a_pseudonym_keyed_per_agreement(act_as, federation):
+    act_as(OPERATOR)
+    ws = fdp_kernel.connect(purpose="population_health_planning", org="QSY")
+    practice = ws.table("patients", source="Y90001")
+    spells = ws.table("inpatient_spells", source="RSA")
+    with ws._backend._open_gate():
+        gp_ids = set(practice.nhs_number.to_pandas())
+        trust_ids = set(spells.nhs_number.to_pandas())
+    assert gp_ids & trust_ids, "the same people link across nodes inside one agreement"
+    raw = {
+        r
+        for r in duckdb.connect(
+            str(load_federation(federation).org("Y90001").store), read_only=True
+        )
+        .execute("SELECT nhs_number FROM patients")
+        .fetchall()
+    }
+    assert not gp_ids & {r[0] for r in raw}, "pseudonymised, not identifiable"
+
+    def second_agreement(doc):
+        for a in list(doc["agreements"]):
+            if a["id"] == "DSA-PHM-ICB":
+                doc["agreements"].remove(a)
+                doc["agreements"].append(
+                    {**a, "id": "DSA-PHM-ICB-2", "key": "keys/agreements/DSA-DISCHARGE-DIRECT.key"}
+                )
+
+    act_as(OPERATOR, variant(federation, "two-agreements", second_agreement))
+    other = fdp_kernel.connect(purpose="population_health_planning", org="QSY")
+    with other._backend._open_gate():
+        other_ids = set(other.table("patients", source="Y90001").nhs_number.to_pandas())
+    assert not other_ids & gp_ids, "pseudonyms do not link across two agreements"
