@@ -14,6 +14,7 @@ a one-item concatenation around it. Set the plot size with ``size=(width, height
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -158,6 +159,8 @@ def _plain(s: pd.Series) -> pd.Series:
     """Nullable/extension dtypes to plain NumPy ones that Altair serialises safely."""
     if ptypes.is_datetime64_any_dtype(s):
         return s
+    if ptypes.is_object_dtype(s) and len(s) and all(isinstance(v, dt.date) for v in s):
+        return pd.to_datetime(s)  # datetime.date objects are not JSON: plot them as dates
     if ptypes.is_integer_dtype(s) and not s.hasnans:
         return s.astype("int64")
     if ptypes.is_numeric_dtype(s) and not ptypes.is_bool_dtype(s):
