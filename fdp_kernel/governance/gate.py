@@ -7,8 +7,9 @@ refused with a message pointing at ``ws.release(...)``, the only path to a perso
 workspace opens the gate only for its own checked work.
 
 This holds inside the package's public API. It is in-process: Python code that goes round
-the package (opening the DuckDB file itself) is not stopped by it; docs/governance.md says so,
-and PostgreSQL nodes enforce the same policy in the server.
+the package (opening the DuckDB file itself) is not stopped by it; docs/governance.md says so.
+PostgreSQL nodes enforce rows, columns and pseudonyms in the server (docs/postgres.md); release
+and disclosure control remain the package's job there too.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import getpass
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from fdp_kernel.catalog import CATALOG, ColumnClass, Dataset, dataset
+from fdp_kernel.catalog import CATALOG, ColumnClass, Dataset, Priority, dataset
 from fdp_kernel.config import Federation
 from fdp_kernel.errors import GovernanceError
 from fdp_kernel.governance.model import Agreement, Level, Purpose, User
@@ -24,8 +24,9 @@ def identify(environ: Mapping[str, str]) -> str:
 
 
 def is_public_reference(ds: Dataset) -> bool:
-    """Reference data with no organisation rows and no patients (open to every purpose)."""
-    return ds.org_column is None and ds.patient_column is None
+    """Reference data about organisations and products, never about people: open to every
+    purpose, with no own-rows filter (the organisation list names every organisation)."""
+    return Priority.REFERENCE in ds.priorities and ds.patient_column is None
 
 
 def authorise(fed: Federation, user_id: str, purpose_id: str, org: str | None) -> tuple:
@@ -156,7 +157,7 @@ def plan_table(
         raise GovernanceError(
             f"purpose {purpose.id} does not allow dataset {name}: {_who_allows(fed, name)}"
         )
-    if ds.org_column is not None and node.org_type not in ds.held_by:
+    if node.org_type not in ds.held_by:
         raise GovernanceError(
             f"{provider} ({node.org_type}) does not hold {name}; it is held by "
             f"{', '.join(ds.held_by)} nodes"
@@ -199,7 +200,7 @@ def plan_table(
         dataset=name,
         provider=provider,
         columns=plans,
-        own_rows=ds.org_column is not None,
+        own_rows=ds.org_column is not None and not is_public_reference(ds),
         opt_out=purpose.opt_out_applies and ds.patient_column is not None,
         key_label=(f"agreement:{agreement.id}" if agreement else f"purpose:{purpose.id}")
         if any(p.pseudonymise for p in plans)

@@ -1,7 +1,9 @@
 """Compile a ``ViewPlan`` into SQL for the engine that holds the node's data.
 
 The same plan gives a DuckDB view (inside a workspace's private in-memory database, over the
-node's store attached read-only) and, in ``postgres.py``, a PostgreSQL view owned by the node.
+node's store attached read-only) and, in ``postgres.py``, a PostgreSQL materialized view owned
+by the node's admin role (a plain view would run the pseudonym function with the caller's
+privileges and expose its definition).
 """
 
 from __future__ import annotations
