@@ -160,3 +160,27 @@ def test_linkage_uses_a_pseudonym_keyed_per_agreement(act_as, federation):
     with other._backend._open_gate():
         other_ids = set(other.table("patients", source="Y90001").nhs_number.to_pandas())
     assert not other_ids & gp_ids, "pseudonyms do not link across two agreements"
+
+
+def test_transparency_pages_list_agreements_and_controlled_counts(act_as, federation, tmp_path):
+    from fdp_kernel.cli import main
+    from fdp_kernel.reports.html import find_external_resources
+
+    act_as("icb.analyst")
+    fdp_kernel.connect(purpose="elective_planning", org="QSY").federated(summary)
+    code = main(["transparency", "--federation", str(federation), "--out", str(tmp_path)])
+    assert code == 0
+    page = (tmp_path / "index.html").read_text()
+    assert "DSA-ELECTIVE-ICB" in page and "2026-04-01 to 2029-03-31" in page
+    assert "UK GDPR" in page and "national data opt-out" in page
+    trust = (tmp_path / "RSA.html").read_text()
+    assert "Elective recovery planning" in trust and "DSA-DISCHARGE-DIRECT" in trust
+    assert find_external_resources(page) == [] and find_external_resources(trust) == []
+    from fdp_kernel.transparency import activity
+
+    fed = load_federation(federation)
+    use = activity(fed, list(fed.organisations), dt.date(2020, 1, 1), dt.date.today())
+    assert use.loc[use["purpose"] == "Elective recovery planning", "releases"].iloc[0] != 0
+    for column in ("accesses", "releases", "refusals"):
+        shown = pd.to_numeric(use[column].replace("*", None)).dropna()
+        assert not shown.between(1, 7).any() and (shown % 5 == 0).all()
