@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=DEFAULT_DEMO_DIR, help="federation folder")
     demo.add_argument("--patients", type=_count, default=DEFAULT_PATIENTS, help="patients")
     demo.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed")
+    demo.add_argument(
+        "--reports",
+        type=Path,
+        default=Path("reports"),
+        help="where reports and reports/index.html go (default: reports)",
+    )
+    demo.add_argument("--templates", type=Path, help="template folder (default: templates/)")
 
     catalog = sub.add_parser(
         "catalog",
@@ -138,6 +145,29 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--purpose", help="only this purpose")
     show.add_argument("--since", help="only entries at or after this time (ISO 8601)")
     show.add_argument("--limit", type=int, default=50, help="the last N entries (default 50)")
+
+    transparency = sub.add_parser(
+        "transparency",
+        parents=[common],
+        help="write plain-language transparency pages for patients and the public",
+        description="Write one HTML page per node and one for the federation: agreements in "
+        "force, purposes, and disclosure-controlled counts of accesses and releases per "
+        "purpose over a period, from the audit logs.",
+    )
+    transparency.add_argument("--federation", type=Path, help="federation.yaml or its folder")
+    transparency.add_argument(
+        "--out",
+        type=Path,
+        default=Path("reports") / "transparency",
+        help="output folder (default: reports/transparency)",
+    )
+    transparency.add_argument(
+        "--since", type=_date, help="start of the period (default: a year ago)"
+    )
+
+    from fdp_kernel.reports.cli import add_report_parser
+
+    add_report_parser(sub, common)
     return parser
 
 
@@ -162,7 +192,11 @@ def cmd_demo(args: argparse.Namespace, out, err) -> int:
     from fdp_kernel.config import FEDERATION_FILE, load_federation
     from fdp_kernel.errors import StoreError
     from fdp_kernel.progress import Progress
+    from fdp_kernel.reports.index import write_index
+    from fdp_kernel.reports.params import load_template
+    from fdp_kernel.reports.schedule import REPO_ROOT, Planner, ensure_kernel, run_jobs
     from fdp_kernel.synth import generate_federation
+    from fdp_kernel.transparency import write_pages
 
     existing = args.out / FEDERATION_FILE
     if existing.exists() and not load_federation(existing).synthetic:
@@ -174,13 +208,33 @@ def cmd_demo(args: argparse.Namespace, out, err) -> int:
     summary = generate_federation(
         args.out, patients=args.patients, seed=args.seed, force=True, progress=progress
     )
-    print(f"demo federation: {summary.path}", file=out)
-    print(
-        "The report pipeline is not built yet, so there are no reports to run: the demo stops "
-        "after the federation.",
-        file=out,
+    fed = load_federation(summary.path)
+    ensure_kernel(err)
+    planner = Planner(
+        templates=args.templates or REPO_ROOT / "templates",
+        out=args.reports,
+        run="demo",
+        federation=summary.path.resolve(),
+        environ=args.environ,
     )
-    return 0
+    jobs = []
+    for name, path in planner.templates.items():
+        suited = load_template(path).org_types
+        jobs += [
+            planner.job(name, o.code, {})
+            for o in fed.organisations.values()
+            if o.org_type in suited
+        ]
+    progress.step(f"running {len(jobs)} reports ({len(planner.templates)} templates)")
+    results = run_jobs(jobs, err=None if args.quiet else err)
+    write_pages(fed, args.reports / "transparency")
+    index = write_index(args.reports)
+    failed = [r for r in results if r.status != "ok"]
+    for r in failed:
+        print(f"FAILED {r.template} for {r.org}: {r.reason}", file=err)
+    print(f"{len(results) - len(failed)} of {len(results)} reports ok", file=out)
+    print(index.resolve(), file=out)
+    return 1 if failed else 0
 
 
 def cmd_catalog(args: argparse.Namespace, out, err) -> int:
@@ -250,7 +304,31 @@ def cmd_audit(args: argparse.Namespace, out, err) -> int:
     return 0
 
 
-COMMANDS = {"synth": cmd_synth, "demo": cmd_demo, "catalog": cmd_catalog, "audit": cmd_audit}
+def cmd_transparency(args: argparse.Namespace, out, err) -> int:
+    from fdp_kernel.config import load_federation
+    from fdp_kernel.transparency import write_pages
+    from fdp_kernel.workspace import find_federation
+
+    fed = load_federation(args.federation or find_federation(args.environ))
+    pages = write_pages(fed, args.out, since=args.since)
+    print(f"{len(pages)} transparency pages: {pages[0]}", file=out)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, out, err) -> int:
+    from fdp_kernel.reports.cli import run_report_command
+
+    return run_report_command(args, out, err)
+
+
+COMMANDS = {
+    "synth": cmd_synth,
+    "demo": cmd_demo,
+    "catalog": cmd_catalog,
+    "audit": cmd_audit,
+    "report": cmd_report,
+    "transparency": cmd_transparency,
+}
 
 
 def main(

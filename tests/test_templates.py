@@ -1,0 +1,73 @@
+"""Every template and notebook runs for real (papermill) against a small federation, and nbval
+re-runs the executed notebook and compares the outputs marked ``# NBVAL_CHECK_OUTPUT``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+from fdp_kernel.config import load_federation
+from fdp_kernel.reports.params import load_template
+from tests.conftest import OPERATOR
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = sorted((ROOT / "templates").glob("*.ipynb"))
+
+
+def _org_for(path: Path, federation: Path) -> str:
+    types = nbformat.read(path, as_version=4).metadata["fdp"]["org_types"]
+    fed = load_federation(federation)
+    return next(o.code for o in fed.organisations.values() if o.org_type in types)
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.stem)
+def test_template_runs_and_nbval_reproduces_its_checked_outputs(template, federation, tmp_path):
+    env = {**os.environ, "FDP_FEDERATION": str(federation), "JUPYTERHUB_USER": OPERATOR}
+    declared = load_template(template).params
+    assert all(p.description for p in declared.values()), "every parameter is described"
+    executed = tmp_path / template.name
+    old = dict(os.environ)
+    os.environ.update(env)
+    try:
+        papermill.execute_notebook(
+            str(template),
+            str(executed),
+            kernel_name="python3",
+            cwd=str(ROOT),
+            parameters={"org": _org_for(template, federation)},
+            progress_bar=False,
+        )
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    nb = nbformat.read(executed, as_version=4)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    checked = [c for c in nb.cells if "NBVAL_CHECK_OUTPUT" in c.source]
+    assert checked and all(c.outputs for c in checked), "stable outputs are marked and present"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-p",
+            "no:randomly",
+            str(executed),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
