@@ -87,7 +87,8 @@ class FederatedResult:
 
     def _repr_html_(self) -> str:
         title = f"<h4>{html.escape(self.title)}</h4>" if self.title else ""
-        body = self.display().fillna("").to_html(index=False, border=0)
+        shown = self.display().astype(object)
+        body = shown.where(shown.notna(), "").to_html(index=False, border=0)
         problems = "".join(
             f"<li>{html.escape(org)}: {html.escape(reason)}</li>"
             for org, reason in {**self.declined, **self.failed}.items()

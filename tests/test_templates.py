@@ -18,16 +18,22 @@ from tests.conftest import OPERATOR
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = sorted((ROOT / "templates").glob("*.ipynb"))
+CASES = [
+    (path, org_type)
+    for path in TEMPLATES
+    for org_type in nbformat.read(path, as_version=4).metadata["fdp"]["org_types"]
+]
 
 
-def _org_for(path: Path, federation: Path) -> str:
-    types = nbformat.read(path, as_version=4).metadata["fdp"]["org_types"]
+def _org_of_type(org_type: str, federation: Path) -> str:
     fed = load_federation(federation)
-    return next(o.code for o in fed.organisations.values() if o.org_type in types)
+    return next(o.code for o in fed.organisations.values() if o.org_type == org_type)
 
 
-@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.stem)
-def test_template_runs_and_nbval_reproduces_its_checked_outputs(template, federation, tmp_path):
+@pytest.mark.parametrize("template, org_type", CASES, ids=[f"{p.stem}-{t}" for p, t in CASES])
+def test_template_runs_and_nbval_reproduces_its_checked_outputs(
+    template, org_type, federation, tmp_path
+):
     env = {**os.environ, "FDP_FEDERATION": str(federation), "JUPYTERHUB_USER": OPERATOR}
     declared = load_template(template).params
     assert all(p.description for p in declared.values()), "every parameter is described"
@@ -40,7 +46,7 @@ def test_template_runs_and_nbval_reproduces_its_checked_outputs(template, federa
             str(executed),
             kernel_name="python3",
             cwd=str(ROOT),
-            parameters={"org": _org_for(template, federation)},
+            parameters={"org": _org_of_type(org_type, federation)},
             progress_bar=False,
         )
     finally:

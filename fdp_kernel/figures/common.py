@@ -58,3 +58,55 @@ def _show(value, signed: bool = False) -> str:
     else:
         text = f"{int(value):+,}" if signed else f"{int(value):,}"
     return text
+
+
+def combine_nodes(result, by: list[str], counts: list[str], title: str | None = None):
+    """ICB figures from node-released ones: sums over nodes per ``by`` group.
+
+    Each node has already applied disclosure control, so a sum over nodes is a sum of
+    released (rounded) figures; where any node's figure is suppressed, the total is unknown and
+    shown as suppressed. Returns a ``Released`` whose caption says so.
+    """
+    from fdp_kernel.governance.released import Released
+
+    data = result.data
+    if data.empty:
+        frame = pd.DataFrame(columns=[*by, *counts])
+        hidden = pd.DataFrame({c: pd.Series(dtype=object) for c in counts})
+    else:
+        grouped = data.groupby(by, dropna=False, sort=True) if by else [((), data)]
+        rows = []
+        for key, part in grouped:
+            key = key if isinstance(key, tuple) else (key,)
+            rows.append(
+                {
+                    **dict(zip(by, key, strict=True)),
+                    **{c: part[c].sum(skipna=False) for c in counts},
+                }
+            )
+        frame = pd.DataFrame(rows)
+        for c in counts:
+            frame[c] = frame[c].astype("Int64")
+        hidden = pd.DataFrame(
+            {c: frame[c].isna().map({True: "node suppressed", False: ""}) for c in counts}
+        )
+    n = int((hidden != "").sum().sum())
+    orgs = ", ".join(o for o, x in result.outcomes.items() if x.status == "ok")
+    note = (
+        f"Sum of figures released by each node ({orgs}); a total is suppressed where any "
+        "node's figure is. "
+        + (
+            "PARTIAL: " + ", ".join({**result.declined, **result.failed}) + " not included."
+            if result.partial
+            else ""
+        )
+    )
+    return Released(frame, hidden, title or result.title, f"federated: {orgs}", note.strip(), n)
+
+
+def percent(frame: pd.DataFrame, name: str, numerator: str, denominator: str) -> pd.DataFrame:
+    """Add ``name`` = numerator / denominator x 100 (1 dp) from released figures."""
+    num = frame[numerator].astype("Float64")
+    den = frame[denominator].astype("Float64")
+    frame[name] = (num * 100 / den.where(den != 0)).round(1)
+    return frame

@@ -1,54 +1,91 @@
 """Elective recovery (RTT) figures for templates/elective_recovery.ipynb.
 
-Every figure is an aggregate released through the workspace; percentages are computed from
-the released (suppressed and rounded) counts.
+For a trust, every figure is an aggregate of its own governed tables, released through the
+workspace. For an ICB, the same metric runs at each trust under the elective agreement
+(``ws.federated``); each trust releases its own figures, and the ICB view sums them
+(``combine_nodes``). Percentages are computed from released (suppressed and rounded) counts.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import ibis
 import pandas as pd
 
 from fdp_kernel import codes
-from fdp_kernel.figures.common import headline, month_ends
+from fdp_kernel.figures.common import combine_nodes, headline, month_ends, percent
 from fdp_kernel.governance.released import Released
 from fdp_kernel.metrics import rtt as m
 
-PERCENT_WITHIN = {"pct_within_18_weeks": ("within_18_weeks", "waiting_list")}
-
 
 class ElectiveFigures:
-    """The figures of one elective recovery report: ``ws`` under an elective purpose."""
+    """The figures of one elective recovery report, for a trust or (federated) an ICB."""
 
     def __init__(self, ws, as_of: dt.date, months: int = 12) -> None:
         self.ws = ws
         self.as_of = as_of
         self.months = months
-        self.rtt = ws.table("rtt_pathways")
-        self.appointments = ws.table("outpatient_appointments")
-        self.patients = ws.table("patients")
+        self.icb = ws.federation.org(ws.org).org_type == "icb"
         self.previous = month_ends(as_of, 2)[0]
 
+    # -- plumbing ---------------------------------------------------------------------------
+    def _figure(
+        self,
+        make: Callable,
+        *,
+        title: str,
+        by: tuple[str, ...] = (),
+        percentages: dict[str, tuple[str, str]] | None = None,
+        statistics: dict[str, str] | None = None,
+    ):
+        """Release ``make(node)`` here (trust) or at each trust, summed by ``by`` (ICB)."""
+        if not self.icb:
+            return self.ws.release(
+                make(self.ws), title=title, percentages=percentages, statistics=statistics
+            )
+        result = self.ws.federated(make, title=title, statistics=statistics)
+        if statistics:  # medians and percentiles do not add up: show them per trust
+            return result
+        counts = [
+            c
+            for c in result.data.columns
+            if c not in ("org", *by) and pd.api.types.is_integer_dtype(result.data[c])
+        ]
+        combined = combine_nodes(result, list(by), counts, title)
+        for name, (num, den) in (percentages or {}).items():
+            percent(combined.data, name, num, den)
+        return combined
+
+    # -- figures ----------------------------------------------------------------------------
     def trend(self) -> Released:
         """Waiting list and % within 18 weeks at each month end."""
-        parts = [
-            m.waiting_list_summary(self.rtt, day).mutate(month_end=ibis.literal(day))
-            for day in month_ends(self.as_of, self.months)
-        ]
-        expr = ibis.union(*parts).select(
-            "month_end",
-            "waiting_list",
-            "within_18_weeks",
-            "over_52_weeks",
-            "over_65_weeks",
-            "over_78_weeks",
-        )
-        released = self.ws.release(
-            expr.order_by("month_end"),
+        days = month_ends(self.as_of, self.months)
+
+        def make(node):
+            rtt = node.table("rtt_pathways")
+            parts = [
+                m.waiting_list_summary(rtt, day).mutate(month_end=ibis.literal(day)) for day in days
+            ]
+            return (
+                ibis.union(*parts)
+                .select(
+                    "month_end",
+                    "waiting_list",
+                    "within_18_weeks",
+                    "over_52_weeks",
+                    "over_65_weeks",
+                    "over_78_weeks",
+                )
+                .order_by("month_end")
+            )
+
+        released = self._figure(
+            make,
             title="Waiting list by month end",
-            percentages=PERCENT_WITHIN,
+            by=("month_end",),
+            percentages={"pct_within_18_weeks": ("within_18_weeks", "waiting_list")},
         )
         released.data["month_end"] = pd.to_datetime(released.data["month_end"]).dt.date
         return released
@@ -58,62 +95,69 @@ class ElectiveFigures:
         data = trend.data.set_index("month_end")
         now = data.loc[self.as_of]
         before = data.loc[self.previous] if self.previous in data.index else now * None
-        percentiles = self.percentiles().data.iloc[0]
         dna = self.dna().data.iloc[0]
         targets = m.TARGETS
-        return headline(
-            [
-                (
-                    "Waiting list (incomplete pathways)",
-                    now["waiting_list"],
-                    before["waiting_list"],
-                    "",
-                ),
-                (
-                    "% within 18 weeks",
-                    now["pct_within_18_weeks"],
-                    before["pct_within_18_weeks"],
-                    f"{targets['within_18_weeks_standard']:.0%} standard; "
-                    f"{targets['within_18_weeks_interim_2026_03']:.0%} interim (Mar 2026)",
-                ),
-                (
-                    "Waiting over 52 weeks",
-                    now["over_52_weeks"],
-                    before["over_52_weeks"],
-                    f"< {targets['over_52_weeks_max_share_2026_03']:.0%} of the list (Mar 2026)",
-                ),
-                ("Waiting over 65 weeks", now["over_65_weeks"], before["over_65_weeks"], "zero"),
-                ("Waiting over 78 weeks", now["over_78_weeks"], before["over_78_weeks"], "zero"),
+        rows = [
+            ("Waiting list (incomplete pathways)", now["waiting_list"], before["waiting_list"], ""),
+            (
+                "% within 18 weeks",
+                now["pct_within_18_weeks"],
+                before["pct_within_18_weeks"],
+                f"{targets['within_18_weeks_standard']:.0%} standard; "
+                f"{targets['within_18_weeks_interim_2026_03']:.0%} interim (Mar 2026)",
+            ),
+            (
+                "Waiting over 52 weeks",
+                now["over_52_weeks"],
+                before["over_52_weeks"],
+                f"< {targets['over_52_weeks_max_share_2026_03']:.0%} of the list (Mar 2026)",
+            ),
+            ("Waiting over 65 weeks", now["over_65_weeks"], before["over_65_weeks"], "zero"),
+            ("Waiting over 78 weeks", now["over_78_weeks"], before["over_78_weeks"], "zero"),
+        ]
+        if not self.icb:
+            percentiles = self.percentiles().data.iloc[0]
+            rows += [
                 ("Median wait (weeks)", percentiles["median_weeks"], None, ""),
                 ("92nd percentile wait (weeks)", percentiles["p92_weeks"], None, "18 weeks"),
-                (
-                    "Outpatient DNA rate, last 12 months (%)",
-                    dna["dna_rate"],
-                    None,
-                    "national ~6-8%",
-                ),
             ]
+        rows.append(
+            ("Outpatient DNA rate, last 12 months (%)", dna["dna_rate"], None, "national ~6-8%")
         )
+        return headline(rows)
 
     def distribution(self) -> Released:
-        expr = m.weeks_waited_distribution(self.rtt, self.as_of, by=())
-        return self.ws.release(expr, title="Weeks waited (incomplete pathways)")
+        return self._figure(
+            lambda node: m.weeks_waited_distribution(node.table("rtt_pathways"), self.as_of, by=()),
+            title="Weeks waited (incomplete pathways)",
+            by=("weeks_band",),
+        )
 
     def long_waiters(self) -> Released:
-        released = self.ws.release(
-            m.long_waiters_by_treatment_function(self.rtt, self.as_of),
+        released = self._figure(
+            lambda node: m.long_waiters_by_treatment_function(
+                node.table("rtt_pathways"), self.as_of
+            ),
             title="Long waiters by treatment function",
+            by=("treatment_function_code",),
         )
-        return _with_tfc_names(released)
+        names = released.data["treatment_function_code"].map(codes.TREATMENT_FUNCTIONS)
+        released.data.insert(1, "treatment_function", names)
+        return released
 
     def flow(self) -> Released:
         start = month_ends(self.as_of, self.months)[0].replace(day=1)
-        expr = m.clock_starts_and_stops(self.rtt, start, self.as_of)
-        return self.ws.release(expr, title="Clock starts and stops by month")
+        released = self._figure(
+            lambda node: m.clock_starts_and_stops(node.table("rtt_pathways"), start, self.as_of),
+            title="Clock starts and stops by month",
+            by=("month",),
+        )
+        released.data["month"] = pd.to_datetime(released.data["month"]).dt.date
+        return released
 
-    def percentiles(self) -> Released:
-        released = self.ws.release(
-            m.wait_percentiles(self.rtt, self.as_of),
+    def percentiles(self):
+        released = self._figure(
+            lambda node: m.wait_percentiles(node.table("rtt_pathways"), self.as_of),
             title="Median and 92nd percentile wait",
             statistics={"median_weeks": "pathways", "p92_weeks": "pathways"},
         )
@@ -122,24 +166,27 @@ class ElectiveFigures:
         return released
 
     def validation(self) -> Released:
-        return self.ws.release(
-            m.validation_summary(self.rtt, self.as_of),
+        return self._figure(
+            lambda node: m.validation_summary(node.table("rtt_pathways"), self.as_of),
             title="Validation cohort",
             percentages={"pct_validated": ("validated_last_12_weeks", "cohort")},
         )
 
     def dna(self, by: tuple[str, ...] = ()) -> Released:
         start = self.as_of - dt.timedelta(days=365)
-        appointments = self.appointments
-        if by:
-            people = self.patients.select(
-                "nhs_number", imd_quintile=(self.patients.imd_decile + 1) // 2
-            )
-            appointments = appointments.left_join(people, "nhs_number")
-        expr = m.dna_rate(appointments, start, self.as_of, by=by)
-        return self.ws.release(
-            expr,
+
+        def make(node):
+            appointments = node.table("outpatient_appointments")
+            if by:
+                patients = node.table("patients")
+                people = patients.select("nhs_number", imd_quintile=(patients.imd_decile + 1) // 2)
+                appointments = appointments.left_join(people, "nhs_number")
+            return m.dna_rate(appointments, start, self.as_of, by=by)
+
+        return self._figure(
+            make,
             title="Outpatient DNA rate",
+            by=by,
             percentages={"dna_rate": ("dna", "appointments_with_outcome")},
         )
 
@@ -148,30 +195,22 @@ class ElectiveFigures:
             "pct_over_52_weeks": ("over_52_weeks", "pathways"),
             "pct_within_18_weeks": ("within_18_weeks", "pathways"),
         }
-        by_imd = self.ws.release(
-            m.equity_by_imd_quintile(self.rtt, self.patients, self.as_of),
-            title="Waits by IMD quintile",
-            percentages=pct,
-        )
-        by_ethnicity = self.ws.release(
-            m.equity_by_ethnic_group(self.rtt, self.patients, self.as_of),
-            title="Waits by ethnic group",
-            percentages=pct,
-        )
-        return by_imd, by_ethnicity
 
+        def by_imd(node):
+            return m.equity_by_imd_quintile(
+                node.table("rtt_pathways"), node.table("patients"), self.as_of
+            )
 
-def _with_tfc_names(released: Released) -> Released:
-    data = released.data.copy()
-    data.insert(
-        1, "treatment_function", data["treatment_function_code"].map(codes.TREATMENT_FUNCTIONS)
-    )
-    return Released(
-        data,
-        released.suppressed,
-        released.title,
-        released.source,
-        released.note,
-        released.n_suppressed,
-        released.listing,
-    )
+        def by_ethnicity(node):
+            return m.equity_by_ethnic_group(
+                node.table("rtt_pathways"), node.table("patients"), self.as_of
+            )
+
+        return (
+            self._figure(
+                by_imd, title="Waits by IMD quintile", by=("imd_quintile",), percentages=pct
+            ),
+            self._figure(
+                by_ethnicity, title="Waits by ethnic group", by=("ethnic_group",), percentages=pct
+            ),
+        )

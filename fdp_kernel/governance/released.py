@@ -59,7 +59,8 @@ class Released:
         return f"Source: {self.source}. {self.note}"
 
     def _repr_html_(self) -> str:
-        shown = self.display().fillna("")
+        shown = self.display().astype(object)
+        shown = shown.where(shown.notna(), "")
         table = shown.to_html(index=False, classes="fdp-released", border=0, na_rep="")
         title = f"<h4>{html.escape(self.title)}</h4>" if self.title else ""
         caption = f'<p class="fdp-caption"><small>{html.escape(self.caption)}</small></p>'
