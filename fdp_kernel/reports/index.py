@@ -158,11 +158,12 @@ def write_index(out: Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / INDEX
-    atomic_write_text(path, render_index(read_records(out)))
+    transparency = (out / "transparency" / "index.html").exists()
+    atomic_write_text(path, render_index(read_records(out), transparency=transparency))
     return path
 
 
-def render_index(records: list[dict[str, Any]]) -> str:
+def render_index(records: list[dict[str, Any]], *, transparency: bool = False) -> str:
     esc = html.escape
     rows, current = [], None
     for r in records:
@@ -207,10 +208,18 @@ def render_index(records: list[dict[str, Any]]) -> str:
 <p class="meta">{len(records)} reports: {esc(summary)}. Updated {esc(now)}.</p></div></header>
 <main class="report" id="main">
 {body}
+{_TRANSPARENCY if transparency else ""}
 </main>
 </body>
 </html>
 """
+
+
+_TRANSPARENCY = (
+    '<h2>Transparency</h2><p><a href="transparency/index.html">How these organisations use '
+    "data</a>: the data sharing agreements in force, the purposes, and how often each purpose "
+    "accessed and released data (for patients and the public).</p>"
+)
 
 
 def _links(r: dict[str, Any]) -> str:
