@@ -46,48 +46,64 @@ FROM rtt_pathways WHERE rtt_end_date IS NULL GROUP BY ALL
 """
 
 
-def build(folder: Path, rows: int, patients: int) -> Path:
-    """A one-node federation whose store holds ``rows`` pathways (built in SQL, ~seconds)."""
+def build_store(path: Path, org: str, rows: int, patients: int, offset: int = 0) -> None:
+    """A node store with ``rows`` pathways over ``patients`` people, made in SQL (seconds)."""
     from fdp_kernel.catalog import CATALOG
-    from fdp_kernel.governance.keys import create_key
     from fdp_kernel.stores import create_table_sql
 
-    (folder / "stores").mkdir(parents=True)
-    con = duckdb.connect(str(folder / "stores" / "RSA.duckdb"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path))
     for name in ("patients", "rtt_pathways"):
         con.execute(create_table_sql(CATALOG[name]).replace("PRIMARY KEY", "UNIQUE"))
+    insert_rows(con, org, rows, patients, offset)
+    con.close()
+
+
+def insert_rows(con, org: str, rows: int, patients: int, offset: int = 0) -> None:
+    first = 9_000_000_000 + offset
     con.execute(f"""
         INSERT INTO patients (org_code, nhs_number, date_of_birth, sex, ethnicity, imd_decile,
                               national_opt_out)
-        SELECT 'RSA', (9000000000 + i)::VARCHAR, DATE '1950-01-01' + (i % 25000)::INT,
+        SELECT '{org}', ({first} + i)::VARCHAR, DATE '1950-01-01' + (i % 25000)::INT,
                CASE WHEN i % 2 = 0 THEN 'F' ELSE 'M' END, 'A', (i % 10 + 1)::TINYINT,
-               hash(i) % 1000 < 54
+               hash(i + {offset}) % 1000 < 54
         FROM range({patients}) t(i)""")
     con.execute(f"""
         INSERT INTO rtt_pathways (org_code, pathway_id, nhs_number, rtt_start_date, rtt_end_date,
             waiting_list_type, treatment_function_code, rtt_period_status, removed_by_validation)
-        SELECT 'RSA', 'P' || i, (9000000000 + hash(i) % {patients})::VARCHAR,
-               DATE '2026-10-31' - (hash(i * 7) % 700)::INT,
+        SELECT '{org}', '{org}P' || (i + {offset}),
+               ({first} + hash(i + {offset}) % {patients})::VARCHAR,
+               DATE '2026-10-31' - (hash(i * 7 + {offset}) % 700)::INT,
                CASE WHEN hash(i * 3) % 10 < 8 THEN DATE '2026-10-31' - (hash(i) % 30)::INT END,
                'ORTT',
                ['100','110','120','130','300','320','330','502'][(hash(i * 5) % 8)::BIGINT + 1],
                '20', false
         FROM range({rows}) t(i)""")
     con.execute("CHECKPOINT")
-    con.close()
-    create_key(folder / "keys" / "RSA.key")
+
+
+def write_federation(folder: Path, orgs: list[tuple[str, str]], agreements=()) -> None:
+    """federation.yaml for benchmark nodes (code, type); the current user holds every role."""
+    from fdp_kernel.governance.keys import create_key
+
+    entries = []
+    icb = next((code for code, org_type in orgs if org_type == "icb"), None)
+    for code, org_type in orgs:
+        create_key(folder / "keys" / f"{code}.key")
+        entries.append(
+            {
+                "code": code,
+                "name": f"Benchmark {code}",
+                "type": org_type,
+                "store": f"stores/{code}.duckdb",
+                "key": f"keys/{code}.key",
+                **({"parent_icb": icb} if icb and org_type != "icb" else {}),
+            }
+        )
     doc = {
         "version": 1,
-        "federation": {"name": "governance benchmark", "synthetic": True},
-        "organisations": [
-            {
-                "code": "RSA",
-                "name": "Benchmark trust",
-                "type": "acute_trust",
-                "store": "stores/RSA.duckdb",
-                "key": "keys/RSA.key",
-            }
-        ],
+        "federation": {"name": "benchmark", "synthetic": True},
+        "organisations": entries,
         "purposes": [
             {
                 "id": "elective_planning",
@@ -99,10 +115,19 @@ def build(folder: Path, rows: int, patients: int) -> Path:
             }
         ],
         "users": [
-            {"id": getpass.getuser(), "roles": [{"org": "RSA", "purposes": ["elective_planning"]}]}
+            {
+                "id": getpass.getuser(),
+                "roles": [{"org": c, "purposes": ["elective_planning"]} for c, _ in orgs],
+            }
         ],
+        "agreements": list(agreements),
     }
     (folder / "federation.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def build(folder: Path, rows: int, patients: int) -> Path:
+    build_store(folder / "stores" / "RSA.duckdb", "RSA", rows, patients)
+    write_federation(folder, [("RSA", "acute_trust")])
     return folder
 
 

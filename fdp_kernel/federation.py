@@ -123,7 +123,6 @@ def _bind(query: Query, node) -> ir.Table:
 
 
 def run_federated(ws, query: Query, orgs: Sequence[str] | None, title, spec) -> FederatedResult:
-    from fdp_kernel.workspace import NodeWorkspace
 
     orgs = list(orgs) if orgs is not None else default_orgs(ws)
     if not orgs:
@@ -154,7 +153,7 @@ def run_federated(ws, query: Query, orgs: Sequence[str] | None, title, spec) -> 
             return NodeOutcome(org, "declined", reason)
         agreement = live[0]
         try:
-            node = NodeWorkspace(ws, org, agreement)
+            node = ws._node(org, agreement)
             released = node.release(_bind(query, node), title=title, **spec)
         except GovernanceError as exc:
             return NodeOutcome(org, "declined", str(exc), agreement.id)

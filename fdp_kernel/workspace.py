@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import ibis
+import ibis.expr.operations as ops
 import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
@@ -41,7 +42,7 @@ from fdp_kernel.governance.disclosure import (
 from fdp_kernel.governance.gate import GatedDuckDB
 from fdp_kernel.governance.lineage import UNKNOWN, Lineage
 from fdp_kernel.governance.model import Level, Purpose
-from fdp_kernel.governance.overlap import Ledger, top_aggregate
+from fdp_kernel.governance.overlap import Ledger, carried, top_aggregate
 from fdp_kernel.governance.policy import ViewPlan, authorise, identify, plan_table
 from fdp_kernel.governance.released import Released, rules_note
 from fdp_kernel.governance.views import duckdb_view_sql
@@ -107,6 +108,7 @@ class Workspace:
         self._attached: set[str] = set()
         self._views: dict[str, ViewPlan] = {}  # view name -> plan
         self._ledger = Ledger(purpose.disclosure.min_count)
+        self._nodes: dict[tuple[str, str], NodeWorkspace] = {}
         self._log(
             AuditEvent(
                 "connect",
@@ -389,7 +391,12 @@ class Workspace:
             with self._backend._open_gate():
                 return expr.to_pandas()
 
-        is_root = aggregate is obj.op()
+        stars = [n for n, v in aggregate.metrics.items() if isinstance(v, ops.CountStar)]
+        is_root = aggregate is obj.op() or (
+            stars
+            and carried(obj, aggregate, [*aggregate.groups, stars[0]])
+            and not _filters_after(obj, aggregate)
+        )
         exact = frame if is_root else run(aggregate.to_expr())
         hide = self._ledger.check(aggregate, exact, run)
         if is_root or not hide.any():
@@ -429,6 +436,13 @@ class Workspace:
 
         return run_federated(self, query, orgs, title, spec)
 
+    def _node(self, org: str, agreement) -> NodeWorkspace:
+        """The session's workspace at a provider node under one agreement (opened once)."""
+        key = (org, agreement.id)
+        if key not in self._nodes:
+            self._nodes[key] = NodeWorkspace(self, org, agreement)
+        return self._nodes[key]
+
     # -- provenance -----------------------------------------------------------------------
     def provenance(self) -> dict[str, Any]:
         """What a report records about how its figures were made (no secrets)."""
@@ -463,6 +477,16 @@ class Workspace:
 
     def __repr__(self) -> str:
         return f"<Workspace {self.user} at {self.org} for {self.purpose.id}>"
+
+
+def _filters_after(expr: ir.Table, aggregate) -> bool:
+    """Whether rows of the aggregate are filtered or limited away before release."""
+    rel = expr.op()
+    while rel is not aggregate:
+        if isinstance(rel, ops.Filter | ops.Limit):
+            return True
+        rel = rel.parent
+    return False
 
 
 def _leaf_names(expr: ir.Table) -> set[str]:

@@ -34,6 +34,22 @@ def top_aggregate(expr: ir.Table) -> ops.Aggregate | None:
     return rel
 
 
+def carried(expr: ir.Table, aggregate: ops.Aggregate, names) -> bool:
+    """True when columns ``names`` of ``aggregate`` reach ``expr``'s output unchanged (so the
+    released rows can stand for the aggregate's own; filters only drop rows)."""
+    for name in names:
+        rel = expr.op()
+        while rel is not aggregate:
+            if isinstance(rel, ops.Project):
+                value = rel.values.get(name)
+                if not (isinstance(value, ops.Field) and value.name == name):
+                    return False
+            elif not isinstance(rel, _THROUGH):
+                return False
+            rel = rel.parent
+    return True
+
+
 @dataclass
 class _Cell:
     key: tuple
@@ -47,6 +63,11 @@ class Ledger:
     cells: dict[tuple[str, int], list[_Cell]] = field(default_factory=dict)  # (sig, count)
     parents: list[tuple[ir.Table, tuple[str, ...], str]] = field(default_factory=list)
     _members: dict[int, dict[tuple, np.ndarray]] = field(default_factory=dict)
+
+    def _same_partition(self, release: int, parent: ir.Table, groups: tuple[str, ...]) -> bool:
+        """Cells of one grouping of one relation are identical or disjoint: never nested."""
+        old_parent, old_groups, _ = self.parents[release]
+        return old_groups == groups and old_parent.op() == parent.op()
 
     def members(self, release: int, run) -> dict[tuple, np.ndarray]:
         """The records of each cell of an earlier (or the current) release, listed once."""
@@ -72,7 +93,11 @@ class Ledger:
                 continue  # suppressed anyway: a difference needs two shown figures
             for d in range(1, self.min_count):
                 for near in (n - d, n + d):
-                    candidates += [(i, cell) for cell in self.cells.get((signature, near), ())]
+                    candidates += [
+                        (i, cell)
+                        for cell in self.cells.get((signature, near), ())
+                        if not self._same_partition(cell.release, parent, groups)
+                    ]
         release = len(self.parents)
         self.parents.append((parent, groups, signature))
         for i, cell in candidates:
