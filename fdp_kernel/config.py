@@ -8,6 +8,7 @@ See docs/governance.md for every field.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,13 @@ class Organisation:
     name: str
     org_type: str
     parent_icb: str | None
-    store: Path  # absolute
+    store: Path | str  # a DuckDB file (absolute path) or a postgresql:// URL (no password)
     key: Path | None = None  # the node's secret pseudonymisation key (outside the store)
     audit: Path | None = None  # the node's audit log
+
+    @property
+    def engine(self) -> str:
+        return "postgres" if isinstance(self.store, str) else "duckdb"
 
 
 @dataclass(frozen=True)
@@ -189,7 +194,7 @@ def load_federation(path: str | Path) -> Federation:
             name=check.text(entry, "name", where),
             org_type=org_type,
             parent_icb=check.text(entry, "parent_icb", where, required=False),
-            store=(path.parent / store).resolve(),
+            store=_store(check, store, where, path),
             key=(path.parent / key).resolve() if key else None,
             audit=(path.parent / audit).resolve() if audit else None,
         )
@@ -219,6 +224,25 @@ def load_federation(path: str | Path) -> Federation:
         users=users,
         agreements=agreements,
     )
+
+
+def _store(check: _Checker, store: str, where: str, path: Path) -> Path | str:
+    """A DuckDB file relative to the federation file, or a PostgreSQL URL."""
+    if "://" not in store:
+        return (path.parent / store).resolve()
+    if not store.startswith(("postgresql://", "postgres://")):
+        raise check.fail(
+            where,
+            f"unsupported store {store!r}",
+            "use a DuckDB file path or a postgresql://host:port/database URL",
+        )
+    if re.search(r"//[^/@]*:[^/@]*@", store):
+        raise check.fail(
+            where,
+            "the store URL contains a password",
+            "remove it; set PGPASSWORD or ~/.pgpass for the node's users instead",
+        )
+    return store
 
 
 def _entries(check: _Checker, raw: Any, section: str) -> list[tuple[str, dict, str]]:

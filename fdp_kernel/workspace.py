@@ -108,6 +108,8 @@ class Workspace:
         self._attached: set[str] = set()
         self._views: dict[str, ViewPlan] = {}  # view name -> plan
         self._ledger = Ledger(purpose.disclosure.min_count)
+        self._pg: dict[str, Any] = {}  # provider -> gated PostgreSQL backend
+        self._pg_views: dict[str, ViewPlan] = {}
         self._nodes: dict[tuple[str, str], NodeWorkspace] = {}
         self._log(
             AuditEvent(
@@ -188,6 +190,8 @@ class Workspace:
         return table
 
     def _materialise(self, plan: ViewPlan, columns) -> ir.Table:
+        if self.federation.org(plan.provider).engine == "postgres":
+            return self._postgres_table(plan)
         view = plan.dataset if plan.provider == self.org else f"{plan.dataset}__{plan.provider}"
         if columns is not None:
             view += "__" + hashlib.sha256(",".join(columns).encode()).hexdigest()[:8]
@@ -199,6 +203,49 @@ class Workspace:
             self._views[view] = plan
         with self._backend._open_gate() as con:
             return con.table(view)
+
+    def _postgres_table(self, plan: ViewPlan) -> ir.Table:
+        """A node stored in PostgreSQL: its server enforces the purpose's view (own rows,
+        opt-outs, pseudonyms with the node's key) for this user's login role."""
+        if plan.agreement is not None:
+            raise GovernanceError(
+                f"{plan.provider} is stored in PostgreSQL, where row-level agreements are not "
+                "compiled; ask for aggregates with ws.federated(...)"
+            )
+        con = self._postgres(plan.provider)
+        from fdp_kernel.governance.postgres import purpose_schema
+
+        with con._open_gate():
+            table = con.table(plan.dataset, database=purpose_schema(plan.purpose))
+        self._pg_views[plan.dataset] = plan
+        wanted = [c.name for c in plan.columns]
+        if list(table.columns) != wanted:  # the agreement may cover fewer columns
+            table = table.select(*wanted)
+        return table
+
+    def _postgres(self, code: str):
+        if code not in self._pg:
+            from urllib.parse import urlparse
+
+            from fdp_kernel.governance.gate import gated_postgres
+
+            url = urlparse(self.federation.org(code).store)
+            try:
+                con = gated_postgres().connect(
+                    host=url.hostname,
+                    port=url.port or 5432,
+                    user=self.user,
+                    database=url.path.lstrip("/"),
+                )
+            except Exception as exc:
+                raise StoreError(
+                    f"cannot connect to {code}'s PostgreSQL store as {self.user} "
+                    f"({type(exc).__name__}: {str(exc).strip()[:200]}); the node's "
+                    "administrator must apply the policy (fdp_kernel.governance.postgres)"
+                ) from None
+            con._arm()
+            self._pg[code] = con
+        return self._pg[code]
 
     def _attach(self, code: str) -> str:
         alias = quote(f"node_{code}")
@@ -303,11 +350,26 @@ class Workspace:
                 f"got {type(obj).__name__}"
             )
         listing = self._check_expression(obj, spec_args)
-        sql = self._backend.compile(obj)
+        backend = self._engine_of(obj)
+        sql = backend.compile(obj)
         sql_hash = hashlib.sha256(sql.encode()).hexdigest()
-        frame = self._execute(sql, obj)  # exactly the SQL that was hashed and audited
-        sources = sorted({p.dataset for v, p in self._views.items() if v in _leaf_names(obj)})
+        if backend is self._backend:
+            frame = self._execute(sql, obj)  # exactly the SQL that was hashed and audited
+        else:
+            with backend._open_gate():
+                frame = obj.to_pandas()
+        plans = {**self._views, **self._pg_views}
+        sources = sorted({p.dataset for v, p in plans.items() if v in _leaf_names(obj)})
         return frame, sources, sql_hash, listing
+
+    def _engine_of(self, expr: ir.Table):
+        """The gated backend an expression runs on (this workspace's DuckDB or a node's
+        PostgreSQL)."""
+        for leaf in Lineage(expr).tables():
+            source = getattr(leaf, "source", None)
+            if source is not None and any(source is c for c in self._pg.values()):
+                return source
+        return self._backend
 
     def _execute(self, sql: str, expr: ir.Table) -> pd.DataFrame:
         """Run compiled SQL and convert it as Ibis would (one compile per release)."""
@@ -326,7 +388,10 @@ class Workspace:
         """Refuse what may not be released; True when it is a direct-care record listing."""
         lineage = Lineage(expr)
         for leaf in lineage.tables():
-            own = getattr(leaf, "source", None) is self._backend and leaf.name in self._views
+            source = getattr(leaf, "source", None)
+            own = (source is self._backend and leaf.name in self._views) or (
+                any(source is c for c in self._pg.values()) and leaf.name in self._pg_views
+            )
             if not own and not isinstance(leaf, ibis.expr.operations.InMemoryTable):
                 raise GovernanceError(
                     f"the expression reads {leaf.name!r}, which is not a governed table of this "
@@ -374,7 +439,7 @@ class Workspace:
         return False
 
     def _is_direct(self, view: str, column: str) -> bool:
-        plan = self._views.get(view)
+        plan = self._views.get(view) or self._pg_views.get(view)
         if plan is None:
             return False
         return dataset(plan.dataset).column(column).classification is ColumnClass.DIRECT_IDENTIFIER
@@ -387,8 +452,10 @@ class Workspace:
         if aggregate is None:
             return None
 
+        engine = self._engine_of(obj)
+
         def run(expr):
-            with self._backend._open_gate():
+            with engine._open_gate():
                 return expr.to_pandas()
 
         stars = [n for n, v in aggregate.metrics.items() if isinstance(v, ops.CountStar)]
@@ -450,6 +517,8 @@ class Workspace:
         for code in sorted(self._attached):  # the store's identity: its metadata, size, time
             info = self.federation.org(code).store.stat()
             stores[code] = (info.st_size, info.st_mtime_ns)
+        for code in sorted(self._pg):
+            stores[code] = (self.federation.org(code).store,)
         agreements = sorted({p.agreement for p in self._views.values() if p.agreement})
         fed_hash = hashlib.sha256(self.federation.path.read_bytes()).hexdigest()[:16]
         return {
@@ -466,8 +535,9 @@ class Workspace:
         }
 
     def close(self) -> None:
-        with self._backend._open_gate() as con:
-            con.disconnect()
+        for con in (self._backend, *self._pg.values()):
+            with con._open_gate():
+                con.disconnect()
 
     def __enter__(self) -> Workspace:
         return self

@@ -32,8 +32,8 @@ _ALLOWED = frozenset(
 )  # fmt: skip
 
 
-class GatedDuckDB(DuckDBBackend):
-    """An Ibis DuckDB backend whose data-reading members require ``_open_gate()``."""
+class Gated:
+    """Mixin for an Ibis backend whose data-reading members require ``_open_gate()``."""
 
     def __getattribute__(self, name: str):
         if name.startswith("_") or name in _ALLOWED:
@@ -52,7 +52,7 @@ class GatedDuckDB(DuckDBBackend):
         self.__dict__["_fdp_gate"] = threading.local()
 
     @contextmanager
-    def _open_gate(self) -> Iterator[GatedDuckDB]:
+    def _open_gate(self) -> Iterator[Gated]:
         gate = self.__dict__["_fdp_gate"]
         previous = getattr(gate, "open", False)
         gate.open = True
@@ -60,3 +60,23 @@ class GatedDuckDB(DuckDBBackend):
             yield self
         finally:
             gate.open = previous
+
+
+class GatedDuckDB(Gated, DuckDBBackend):
+    """The workspace's own engine: governed views over attached node stores."""
+
+
+def gated_postgres():
+    """A gated Ibis PostgreSQL backend (needs the ``postgres`` extra)."""
+    try:
+        from ibis.backends.postgres import Backend as PostgresBackend
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise GovernanceError(
+            "this node is stored in PostgreSQL and its driver is not installed: "
+            "pip install 'fdp[postgres]'"
+        ) from exc
+
+    class GatedPostgres(Gated, PostgresBackend):
+        """A node stored in PostgreSQL, read through its per-purpose views."""
+
+    return GatedPostgres()
