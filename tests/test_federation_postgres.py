@@ -69,7 +69,7 @@ def test_governed_tables_on_the_postgresql_node_cannot_be_run_directly(act_as, m
     act_as(OPERATOR, mixed)
     ws = fdp_kernel.connect(purpose="elective_planning", org=PG_NODE)
     rtt = ws.table("rtt_pathways")
-    with pytest.raises(GovernanceError, match="ws.release"):
+    with pytest.raises(GovernanceError, match=r"ws\.release"):
         rtt.execute()
     released = ws.release(rtt.group_by("waiting_list_type").agg(n=rtt.count()))
     assert set(released.data["waiting_list_type"]) == {"IRTT", "ORTT"}
