@@ -150,6 +150,47 @@ class Workspace:
         node = self.federation.org(self.org)
         return [d for d in self.purpose.datasets if node.org_type in dataset(d).held_by]
 
+    def catalog(self, name: str | None = None) -> pd.DataFrame:
+        """The catalogue as this workspace sees it: every column of the datasets this node
+        holds, its description and class, and whether this purpose shows it (as is, as a
+        pseudonym) or not (and which purposes would)."""
+        from fdp_kernel.catalog import DATASETS
+        from fdp_kernel.governance.policy import is_public_reference
+
+        node = self.federation.org(self.org)
+        rows = []
+        for ds in DATASETS:
+            if (name and ds.name != name) or node.org_type not in ds.held_by:
+                continue
+            for col in ds.columns:
+                allowed = is_public_reference(ds) or self.purpose.allows(ds.name, col.name)
+                direct = col.classification is ColumnClass.DIRECT_IDENTIFIER
+                if not allowed:
+                    others = [
+                        p.id
+                        for p in self.federation.purposes.values()
+                        if p.allows(ds.name, col.name)
+                    ]
+                    shown = "not shown" + (f" (allowed by {', '.join(others)})" if others else "")
+                elif direct and self.purpose.level is not Level.IDENTIFIABLE:
+                    shown = "pseudonym"
+                else:
+                    shown = "as is"
+                rows.append(
+                    {
+                        "dataset": ds.name,
+                        "column": col.name,
+                        "type": col.dtype,
+                        "class": col.classification.value,
+                        "this purpose": shown,
+                        "description": col.description,
+                    }
+                )
+        if name and not rows:
+            dataset(name)  # unknown names get the catalogue's error listing what exists
+            raise GovernanceError(f"{self.org} ({node.org_type}) does not hold {name}")
+        return pd.DataFrame(rows)
+
     def columns(self, name: str) -> list[str]:
         """Columns of ``name`` this purpose allows (identifiers shown as pseudonyms)."""
         return list(self.purpose.datasets.get(name, ()))

@@ -274,3 +274,15 @@ def test_every_decision_is_audited_with_user_org_purpose_and_reason(act_as, fede
         assert entry["purpose"] == "elective_planning" and entry["reason"]
     assert AuditLog(federation / "audit" / "RSA.jsonl").verify().ok
     assert "secret" not in json.dumps(ws.provenance()).lower()
+
+
+def test_the_catalogue_shows_what_the_purpose_allows(act_as):
+    act_as(OPERATOR)
+    ws = fdp_kernel.connect(purpose="elective_planning", org="RSA")
+    seen = ws.catalog("patients").set_index("column")["this purpose"]
+    assert seen["nhs_number"] == "pseudonym"
+    assert seen["sex"] == "as is"
+    assert seen["given_name"].startswith("not shown (allowed by direct_care")
+    assert set(ws.catalog()["dataset"]) >= {"rtt_pathways", "patients", "products"}
+    with pytest.raises(GovernanceError, match="does not hold vaccinations"):
+        ws.catalog("vaccinations")

@@ -25,6 +25,9 @@ CASES = [
 ]
 
 
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
 def _org_of_type(org_type: str, federation: Path) -> str:
     fed = load_federation(federation)
     return next(o.code for o in fed.organisations.values() if o.org_type == org_type)
@@ -68,6 +71,39 @@ def test_template_runs_and_nbval_reproduces_its_checked_outputs(
             "-q",
             "-p",
             "no:randomly",
+            str(executed),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_and_nbval_reproduces_its_checked_outputs(notebook, federation, tmp_path):
+    env = {**os.environ, "FDP_FEDERATION": str(federation), "JUPYTERHUB_USER": OPERATOR}
+    executed = tmp_path / notebook.name
+    old = dict(os.environ)
+    os.environ.update(env)
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(executed), kernel_name="python3", cwd=str(ROOT), progress_bar=False
+        )
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "-p",
+            "no:cacheprovider",
+            "-q",
             str(executed),
         ],
         cwd=ROOT,
