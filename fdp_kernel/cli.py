@@ -277,7 +277,8 @@ def cmd_audit(args: argparse.Namespace, out, err) -> int:
             result = AuditLog(path).verify()
             if result.ok:
                 if result.n_entries:
-                    print(f"ok      {path.name}: {result.n_entries} entries", file=out)
+                    noun = "entry" if result.n_entries == 1 else "entries"
+                    print(f"ok      {path.name}: {result.n_entries} {noun}", file=out)
             else:
                 failures += 1
                 print(f"FAILED  {path}: {result.problem}", file=out)

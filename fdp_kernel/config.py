@@ -143,7 +143,7 @@ class _Checker:
 def load_federation(path: str | Path) -> Federation:
     """Read and validate a federation file (or the ``federation.yaml`` inside a folder)."""
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() or path.suffix not in (".yaml", ".yml"):
         path = path / FEDERATION_FILE
     if not path.exists():
         raise ConfigError(

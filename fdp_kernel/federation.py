@@ -85,6 +85,10 @@ class FederatedResult:
         """Sums over nodes of released figures; <NA> where any node's figure is suppressed."""
         return pd.Series({c: self.data[c].sum(skipna=False) for c in columns}, dtype="Float64")
 
+    def __repr__(self) -> str:
+        head = f"{self.title}\n" if self.title else ""
+        return f"{head}{self.display().to_string(index=False)}\n{self.caption}"
+
     def _repr_html_(self) -> str:
         title = f"<h4>{html.escape(self.title)}</h4>" if self.title else ""
         shown = self.display().astype(object)

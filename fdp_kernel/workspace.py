@@ -560,14 +560,19 @@ class Workspace:
             stores[code] = (info.st_size, info.st_mtime_ns)
         for code in sorted(self._pg):
             stores[code] = (self.federation.org(code).store,)
-        agreements = sorted({p.agreement for p in self._views.values() if p.agreement})
+        plans = [*self._views.values(), *self._pg_views.values()]
+        for node in self._nodes.values():
+            plans += [*node._views.values(), *node._pg_views.values()]
+        agreements = sorted({p.agreement for p in plans if p.agreement})
+        agreements = sorted({*agreements, *(a for _, a in self._nodes)})
         fed_hash = hashlib.sha256(self.federation.path.read_bytes()).hexdigest()[:16]
         return {
             "user": self.user,
             "org": self.org,
             "purpose": self.purpose.id,
             "agreements": agreements,
-            "datasets": sorted({p.dataset for p in self._views.values()}),
+            "datasets": sorted({p.dataset for p in plans}),
+            "nodes": sorted({org for org, _ in self._nodes}),
             "data_fingerprint": hashlib.sha256(repr(sorted(stores.items())).encode()).hexdigest()[
                 :16
             ],

@@ -184,3 +184,19 @@ def test_transparency_pages_list_agreements_and_controlled_counts(act_as, federa
     for column in ("accesses", "releases", "refusals"):
         shown = pd.to_numeric(use[column].replace("*", None)).dropna()
         assert not shown.between(1, 7).any() and (shown % 5 == 0).all()
+
+
+def test_icb_totals_are_lower_bounds_where_a_node_suppressed_its_figure(act_as):
+    from fdp_kernel.figures.common import combine_nodes
+
+    act_as("icb.analyst")
+    ws = fdp_kernel.connect(purpose="elective_planning", org="QSY")
+    result = ws.federated(summary)
+    combined = combine_nodes(result, [], ["waiting_list", "over_78_weeks"])
+    per_node = result.data["over_78_weeks"]
+    shown = combined.display()["over_78_weeks"].iloc[0]
+    if per_node.isna().any() and per_node.notna().any():
+        assert shown == f"≥{int(per_node.sum())}"
+    assert combined.data["waiting_list"].iloc[0] == result.data["waiting_list"].sum()
+    assert ws.provenance()["agreements"] == ["DSA-ELECTIVE-ICB"]
+    assert ws.provenance()["nodes"] == TRUSTS

@@ -27,22 +27,33 @@ def parse_date(text: str | dt.date) -> dt.date:
     return text if isinstance(text, dt.date) else dt.date.fromisoformat(text)
 
 
+def check_as_of(ws, as_of: dt.date, *, month_end_only: bool = True) -> dt.date:
+    """Refuse a reference date after the federation's data, or not a month end."""
+    from fdp_kernel.errors import UsageError
+
+    latest = ws.federation.as_of
+    if latest is not None and as_of > latest:
+        raise UsageError(
+            f"as_of {as_of} is after the data ({ws.federation.name} runs to {latest}); "
+            f"choose {latest} or earlier"
+        )
+    if month_end_only and as_of != month_end(as_of) and as_of != latest:
+        raise UsageError(f"as_of {as_of} is not a month end; use e.g. {month_end(as_of)}")
+    return as_of
+
+
 def headline(rows: list[tuple[str, object, object, str]]) -> pd.DataFrame:
-    """A headline table: measure, this period, previous period, change, standard."""
+    """A headline table: measure, now, previous period, change, standard. A measure whose
+    name has "%" or "weeks)" is shown to 1 decimal place, others as whole numbers; "-" where
+    a figure was not computed and "*" where it is suppressed."""
     out = []
     for measure, now, before, standard in rows:
-        change = None
-        if _number(now) and _number(before):
-            change = now - before
-        out.append(
-            {
-                "measure": measure,
-                "now": _show(now),
-                "previous": _show(before),
-                "change": _show(change, signed=True),
-                "standard or target": standard,
-            }
-        )
+        decimals = "%" in measure or "(weeks)" in measure
+        change = now - before if _number(now) and _number(before) else None
+        out.append({"measure": measure, "now": _show(now, decimals),
+                    "previous": "-" if before is None else _show(before, decimals),
+                    "change": "-" if before is None else _show(change, decimals, signed=True),
+                    "standard or target": standard})  # fmt: skip
     return pd.DataFrame(out)
 
 
@@ -50,14 +61,15 @@ def _number(value) -> bool:
     return value is not None and not pd.isna(value) and isinstance(value, int | float)
 
 
-def _show(value, signed: bool = False) -> str:
+def _show(value, decimals: bool, signed: bool = False) -> str:
     if value is None or pd.isna(value):
         return "*"
-    if isinstance(value, float):
-        text = f"{value:+.1f}" if signed else f"{value:.1f}"
-    else:
-        text = f"{int(value):+,}" if signed else f"{int(value):,}"
-    return text
+    if decimals:
+        return f"{float(value):+.1f}" if signed else f"{float(value):.1f}"
+    return f"{round(float(value)):+,}" if signed else f"{round(float(value)):,}"
+
+
+LOWER_BOUND = "lower bound: a node's figure is suppressed"
 
 
 def combine_nodes(result, by: list[str], counts: list[str], title: str | None = None):
@@ -75,26 +87,29 @@ def combine_nodes(result, by: list[str], counts: list[str], title: str | None = 
         hidden = pd.DataFrame({c: pd.Series(dtype=object) for c in counts})
     else:
         grouped = data.groupby(by, dropna=False, sort=True) if by else [((), data)]
-        rows = []
+        rows, marks = [], []
         for key, part in grouped:
             key = key if isinstance(key, tuple) else (key,)
-            rows.append(
-                {
-                    **dict(zip(by, key, strict=True)),
-                    **{c: part[c].sum(skipna=False) for c in counts},
-                }
-            )
+            row, mark = dict(zip(by, key, strict=True)), {}
+            for c in counts:
+                shown, hidden_any = part[c].sum(skipna=True), bool(part[c].isna().any())
+                if hidden_any and part[c].notna().any():
+                    row[c], mark[c] = shown, LOWER_BOUND  # at least the nodes' shown figures
+                elif hidden_any:
+                    row[c], mark[c] = None, "node suppressed"
+                else:
+                    row[c], mark[c] = shown, ""
+            rows.append(row)
+            marks.append(mark)
         frame = pd.DataFrame(rows)
         for c in counts:
             frame[c] = frame[c].astype("Int64")
-        hidden = pd.DataFrame(
-            {c: frame[c].isna().map({True: "node suppressed", False: ""}) for c in counts}
-        )
+        hidden = pd.DataFrame(marks, columns=counts).fillna("")
     n = int((hidden != "").sum().sum())
     orgs = ", ".join(o for o, x in result.outcomes.items() if x.status == "ok")
     note = (
-        f"Sum of figures released by each node ({orgs}); a total is suppressed where any "
-        "node's figure is. "
+        f"Sum of figures released by each node ({orgs}); where a node suppressed its figure "
+        "the total shown is a lower bound (≥). "
         + (
             "PARTIAL: " + ", ".join({**result.declined, **result.failed}) + " not included."
             if result.partial

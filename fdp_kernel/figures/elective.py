@@ -15,7 +15,7 @@ import ibis
 import pandas as pd
 
 from fdp_kernel import codes
-from fdp_kernel.figures.common import combine_nodes, headline, month_ends, percent
+from fdp_kernel.figures.common import check_as_of, combine_nodes, headline, month_ends, percent
 from fdp_kernel.governance.released import Released
 from fdp_kernel.metrics import rtt as m
 
@@ -25,7 +25,7 @@ class ElectiveFigures:
 
     def __init__(self, ws, as_of: dt.date, months: int = 12) -> None:
         self.ws = ws
-        self.as_of = as_of
+        self.as_of = check_as_of(ws, as_of)
         self.months = months
         self.icb = ws.federation.org(ws.org).org_type == "icb"
         self.previous = month_ends(as_of, 2)[0]
@@ -88,6 +88,9 @@ class ElectiveFigures:
             percentages={"pct_within_18_weeks": ("within_18_weeks", "waiting_list")},
         )
         released.data["month_end"] = pd.to_datetime(released.data["month_end"]).dt.date
+        # Charts place each month end's figure in its month (a date at 31 Oct would sit under
+        # the November tick): ``month`` is the first of the month.
+        released.data["month"] = [d.replace(day=1) for d in released.data["month_end"]]
         return released
 
     def summary(self, trend: Released) -> pd.DataFrame:

@@ -39,9 +39,14 @@ class Released:
     listing: bool = False
 
     def display(self) -> pd.DataFrame:
+        """Released figures for people: * where suppressed, ≥n where a total is a lower bound."""
         out = self.data.copy()
         for col in self.suppressed.columns:
-            out[col] = out[col].astype(object).mask(self.suppressed[col] != "", "*")
+            reason = self.suppressed[col]
+            bound = reason.str.startswith("lower bound")
+            shown = out[col].astype(object)
+            shown = shown.mask(bound, "≥" + out[col].astype("string").fillna(""))
+            out[col] = shown.mask((reason != "") & ~bound, "*")
         return out
 
     def to_pandas(self) -> pd.DataFrame:
