@@ -180,7 +180,7 @@ def test_row_level_sharing_under_an_agreement_shows_only_agreed_columns(act_as, 
     spells = ws.table("inpatient_spells", source="RSA")
     assert set(spells.columns) == {
         "org_code", "spell_id", "nhs_number", "admission_date", "discharge_ready_date",
-        "discharge_pathway", "nctr_reason",
+        "discharge_date", "discharge_pathway", "nctr_reason",
     }  # fmt: skip
     listing = ws.release(spells.filter(spells.discharge_ready_date.notnull()).limit(5))
     assert listing.listing and len(listing) == 5

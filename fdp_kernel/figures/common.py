@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import numbers
 
 import pandas as pd
 
@@ -58,7 +59,7 @@ def headline(rows: list[tuple[str, object, object, str]]) -> pd.DataFrame:
 
 
 def _number(value) -> bool:
-    return value is not None and not pd.isna(value) and isinstance(value, int | float)
+    return value is not None and not pd.isna(value) and isinstance(value, numbers.Number)
 
 
 def _show(value, decimals: bool, signed: bool = False) -> str:

@@ -141,6 +141,7 @@ DISCHARGE_SHARE = {
         "nhs_number",
         "admission_date",
         "discharge_ready_date",
+        "discharge_date",
         "discharge_pathway",
         "nctr_reason",
     ],
