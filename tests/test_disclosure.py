@@ -442,3 +442,16 @@ def test_property_released_counts_are_safe(df, min_count, base):
         for rows in groups:
             if len(rows) > 1:  # a known margin with one hidden cell would reveal it
                 assert hidden[rows].sum() != 1
+
+
+def test_a_copied_dimension_does_not_switch_secondary_suppression_off():
+    df = pd.DataFrame(
+        {
+            "week": [1, 2, 3, 4],
+            "week_end": ["2026-01-04", "2026-01-11", "2026-01-18", "2026-01-25"],
+            "people": [120, 3, 95, 210],
+        }
+    )
+    spec = ReleaseSpec(dimensions=("week", "week_end"), counts=("people",))
+    result = apply_disclosure_control(df, spec, DisclosureRules())
+    assert int(result.data["people"].isna().sum()) >= 2, "the grand total protects week 2"

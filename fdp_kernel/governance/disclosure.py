@@ -282,7 +282,15 @@ def _margin_groups(frame: pd.DataFrame, dims: list[str]) -> list[np.ndarray]:
             f"dimension values {key} occur in several rows, so margins cannot "
             "be reasoned about; aggregate to one row per cell first"
         )
-    groups: list[np.ndarray] = []
+    # A dimension that moves one-to-one with another adds no margin of its own: margins are
+    # taken over the distinct ones, so a copied dimension cannot switch secondary suppression
+    # off. The grand total is always a margin too.
+    distinct: list[str] = []
+    for d in dims:
+        if not any(_one_to_one(frame, d, kept) for kept in distinct):
+            distinct.append(d)
+    dims = distinct
+    groups: list[np.ndarray] = [np.arange(n)] if n > 1 else []
     for d in dims:
         others = [c for c in dims if c != d]
         labels = np.zeros(n, dtype=np.int64)
@@ -292,6 +300,11 @@ def _margin_groups(frame: pd.DataFrame, dims: list[str]) -> list[np.ndarray]:
         cuts = np.flatnonzero(np.diff(labels[order])) + 1
         groups.extend(g for g in np.split(order, cuts) if len(g) > 1)
     return groups
+
+
+def _one_to_one(frame: pd.DataFrame, a: str, b: str) -> bool:
+    pairs = frame[[a, b]].drop_duplicates()
+    return len(pairs) == frame[a].nunique(dropna=False) == frame[b].nunique(dropna=False)
 
 
 def _secondary(values: np.ndarray, reasons: np.ndarray, groups: list[np.ndarray]) -> None:
