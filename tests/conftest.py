@@ -48,3 +48,19 @@ def act_as(monkeypatch, federation):
         monkeypatch.setenv("JUPYTERHUB_USER", user)
 
     return _as
+
+
+@pytest.fixture(params=["duckdb", "postgres", "pyspark"])
+def sql_dialect(request, monkeypatch):
+    """A SQL dialect the metrics must compile for. Compiling for PySpark needs its Ibis
+    options, which exist only once pyspark is installed: a stand-in is set for the test."""
+    import ibis
+
+    if request.param == "pyspark" and ibis.options.pyspark is None:
+        from ibis.config import Config
+
+        class _PySparkOptions(Config):
+            treat_nan_as_null: bool = False
+
+        monkeypatch.setattr(ibis.options, "pyspark", _PySparkOptions())
+    return request.param

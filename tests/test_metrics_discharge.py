@@ -549,15 +549,8 @@ def test_module_returns_expressions_without_pandas():
     assert not any(call in source for call in (".execute(", ".to_pandas(", ".to_pyarrow("))
 
 
-@pytest.mark.parametrize("dialect", ["duckdb", "postgres", "pyspark"])
-def test_every_metric_compiles(dialect, monkeypatch):
-    if dialect == "pyspark" and ibis.options.pyspark is None:
-        from ibis.config import Config
-
-        class _PySparkOptions(Config):
-            treat_nan_as_null: bool = False
-
-        monkeypatch.setattr(ibis.options, "pyspark", _PySparkOptions())
+def test_every_metric_compiles(sql_dialect):
+    dialect = sql_dialect
     t = {d.name: ibis.table(d.schema(), name=d.name) for d in DATASETS}
     s, b, p, c = t["inpatient_spells"], t["bed_occupancy"], t["patients"], t["care_packages"]
     exprs = [

@@ -477,17 +477,8 @@ def _catalogue_tables() -> dict[str, ir.Table]:
     return {d.name: ibis.table(d.schema(), name=d.name) for d in DATASETS}
 
 
-@pytest.mark.parametrize("dialect", ["duckdb", "postgres", "pyspark"])
-def test_every_metric_compiles(dialect, monkeypatch):
-    if dialect == "pyspark" and ibis.options.pyspark is None:
-        # Without the pyspark package the PySpark compiler has no options and fails on float
-        # literals; stand in the default option so that the SQL can be generated anyway.
-        from ibis.config import Config
-
-        class _PySparkOptions(Config):
-            treat_nan_as_null: bool = False
-
-        monkeypatch.setattr(ibis.options, "pyspark", _PySparkOptions())
+def test_every_metric_compiles(sql_dialect):
+    dialect = sql_dialect
     t = _catalogue_tables()
     rtt, appts, patients = t["rtt_pathways"], t["outpatient_appointments"], t["patients"]
     exprs = [
