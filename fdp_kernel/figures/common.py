@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import numbers
+from typing import ClassVar
 
 import pandas as pd
 
@@ -126,3 +127,24 @@ def percent(frame: pd.DataFrame, name: str, numerator: str, denominator: str) ->
     den = frame[denominator].astype("Float64")
     frame[name] = (num * 100 / den.where(den != 0)).round(1)
     return frame
+
+
+class Sections:
+    """Report sections that depend on the view (trust, ICB, local authority...): a figures
+    class sets ``SECTIONS = {key: (title, introduction, views)}`` and ``self.view``."""
+
+    SECTIONS: ClassVar[dict[str, tuple[str, str, tuple[str, ...]]]] = {}
+    view: str
+
+    def shows(self, section: str) -> bool:
+        return self.view in self.SECTIONS[section][2]
+
+    def section(self, section: str) -> bool:
+        """Display the section's heading and introduction if this view shows it."""
+        from IPython.display import Markdown, display
+
+        if not self.shows(section):
+            return False
+        title, intro, _ = self.SECTIONS[section]
+        display(Markdown(f"## {title}\n\n{intro}"))
+        return True

@@ -32,7 +32,7 @@ import pandas as pd
 from fdp_kernel import codes
 from fdp_kernel.errors import GovernanceError, UsageError
 from fdp_kernel.federation import default_orgs
-from fdp_kernel.figures.common import combine_nodes, headline, percent
+from fdp_kernel.figures.common import Sections, combine_nodes, headline, percent
 from fdp_kernel.governance.disclosure import Magnitude
 from fdp_kernel.governance.released import Released
 from fdp_kernel.metrics import discharge as m
@@ -143,12 +143,14 @@ def _ratio(num, den, scale: float = 100.0):
     return round(num * scale / den, 1)
 
 
-class CareCoordinationFigures:
+class CareCoordinationFigures(Sections):
     """The figures of one care coordination report, for a trust, an ICB or a local authority.
 
     ``ws`` is a ``care_coordination_planning`` workspace; ``direct`` (local authority only) a
     ``direct_care`` workspace for the discharge list. Use :meth:`open` in a template.
     """
+
+    SECTIONS = SECTIONS
 
     def __init__(self, ws, as_of: dt.date, weeks: int = 12, direct=None) -> None:
         if weeks < 2:
@@ -199,19 +201,6 @@ class CareCoordinationFigures:
         return cls(ws, as_of, weeks, direct)
 
     # -- layout helpers ---------------------------------------------------------------------
-    def shows(self, section: str) -> bool:
-        return self.view in SECTIONS[section][2]
-
-    def section(self, section: str) -> bool:
-        """Display the section's heading and introduction if this view shows it."""
-        from IPython.display import Markdown, display
-
-        if not self.shows(section):
-            return False
-        title, intro, _ = SECTIONS[section]
-        display(Markdown(f"## {title}\n\n{intro}"))
-        return True
-
     def describe(self) -> str:
         """One paragraph saying whose figures these are and how they were obtained."""
         fed = self.ws.federation

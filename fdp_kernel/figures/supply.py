@@ -25,7 +25,7 @@ import pandas as pd
 
 from fdp_kernel.errors import GovernanceError, UsageError
 from fdp_kernel.federation import default_orgs
-from fdp_kernel.figures.common import combine_nodes, headline
+from fdp_kernel.figures.common import Sections, combine_nodes, headline
 from fdp_kernel.governance.disclosure import Magnitude
 from fdp_kernel.governance.released import Released
 from fdp_kernel.metrics import discharge as dm
@@ -112,12 +112,14 @@ def price_benchmark(frame: pd.DataFrame, by: str = "product_group") -> pd.DataFr
     return data
 
 
-class SupplyFigures:
+class SupplyFigures(Sections):
     """The figures of one supply chain report, for a trust or (federated) an ICB.
 
     ``ws`` is a ``supply_chain_planning`` workspace; ``activity`` an optional
     ``care_coordination_planning`` workspace at the same organisation for occupied bed days.
     """
+
+    SECTIONS = SECTIONS
 
     def __init__(self, ws, as_of: dt.date, months: int = 12, activity=None) -> None:
         org_type = ws.federation.org(ws.org).org_type
@@ -163,19 +165,6 @@ class SupplyFigures:
         return cls(ws, as_of, months, activity)
 
     # -- layout helpers ---------------------------------------------------------------------
-    def shows(self, section: str) -> bool:
-        return self.view in SECTIONS[section][2]
-
-    def section(self, section: str) -> bool:
-        """Display the section's heading and introduction if this view shows it."""
-        from IPython.display import Markdown, display
-
-        if not self.shows(section):
-            return False
-        title, intro, _ = SECTIONS[section]
-        display(Markdown(f"## {title}\n\n{intro}"))
-        return True
-
     def describe(self) -> str:
         name = self.ws.federation.org(self.ws.org).name
         if self.view == "trust":
