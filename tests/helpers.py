@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import pandas as pd
 import yaml
 
 
@@ -30,3 +32,20 @@ def variant(federation: Path, name: str, change) -> Path:
 def copy_federation(federation: Path, target: Path) -> Path:
     shutil.copytree(federation, target)
     return target
+
+
+def records(con, expr) -> list[dict[str, Any]]:
+    """Execute an expression on ``con`` and return plain records (dates as datetime.date,
+    NaN/NA as None), so that expected results can be written as literal data."""
+    df = con.execute(expr)
+    out = []
+    for row in df.to_dict("records"):
+        clean = {}
+        for key, value in row.items():
+            if isinstance(value, pd.Timestamp):
+                value = value.date()
+            elif value is None or (not isinstance(value, str) and pd.isna(value)):
+                value = None
+            clean[key] = value
+        out.append(clean)
+    return out

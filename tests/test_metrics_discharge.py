@@ -23,6 +23,7 @@ from fdp_kernel.errors import UsageError
 from fdp_kernel.governance.disclosure import Magnitude
 from fdp_kernel.metrics import discharge as m
 from tests.conftest import OPERATOR
+from tests.helpers import records
 
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
 
@@ -100,21 +101,6 @@ def table(rows: list[dict[str, Any]], schema: dict[str, str], defaults=None) -> 
 
 def spells_table(rows) -> ir.Table:
     return table(rows, SPELL_SCHEMA, SPELL_DEFAULTS)
-
-
-def records(con, expr: ir.Table) -> list[dict[str, Any]]:
-    df = con.execute(expr)
-    out = []
-    for row in df.to_dict("records"):
-        clean = {}
-        for key, value in row.items():
-            if isinstance(value, pd.Timestamp):
-                value = value.date()
-            elif value is None or (not isinstance(value, str) and pd.isna(value)):
-                value = None
-            clean[key] = value
-        out.append(clean)
-    return out
 
 
 def spell(sid: str, person: str, admitted: int, **kw) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
-from typing import Any
 
 import ibis
 import ibis.expr.types as ir
@@ -22,6 +21,7 @@ from fdp_kernel.errors import UsageError
 from fdp_kernel.governance.disclosure import Magnitude
 from fdp_kernel.metrics import population as m
 from tests.conftest import OPERATOR
+from tests.helpers import records
 
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
 
@@ -105,15 +105,6 @@ def tables():
 @pytest.fixture(scope="module")
 def spells():
     return table(SPELLS, SPELL_SCHEMA)
-
-
-def records(con, expr: ir.Table) -> list[dict[str, Any]]:
-    out = []
-    for row in con.execute(expr).to_dict("records"):
-        out.append(
-            {k: (None if not isinstance(v, str) and pd.isna(v) else v) for k, v in row.items()}
-        )
-    return out
 
 
 def by_key(rows, key):

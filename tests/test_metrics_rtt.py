@@ -20,6 +20,7 @@ import pytest
 from fdp_kernel.catalog import DATASETS
 from fdp_kernel.errors import UsageError
 from fdp_kernel.metrics import rtt as m
+from tests.helpers import records
 
 # Ibis 12's pandas conversion reads a pandas option that pandas 3 deprecates: not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
@@ -72,22 +73,6 @@ def rtt_table(rows: list[dict[str, Any]]) -> ir.Table:
 def waiting(pathway_id: str, days: int, **kw: Any) -> dict[str, Any]:
     """A pathway that has waited `days` days at AS_OF (open unless kw says otherwise)."""
     return {"pathway_id": pathway_id, "rtt_start_date": AS_OF - D(days=days), **kw}
-
-
-def records(con, expr: ir.Table) -> list[dict[str, Any]]:
-    """Execute and return plain records (dates as datetime.date, NaN/NA as None)."""
-    df = con.execute(expr)
-    out = []
-    for row in df.to_dict("records"):
-        clean = {}
-        for key, value in row.items():
-            if isinstance(value, pd.Timestamp):
-                value = value.date()
-            elif value is None or (not isinstance(value, str) and pd.isna(value)):
-                value = None
-            clean[key] = value
-        out.append(clean)
-    return out
 
 
 # Open-pathway boundaries. Open set: 14 "pNNN" pathways + e_after = 15.

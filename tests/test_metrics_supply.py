@@ -23,6 +23,7 @@ from fdp_kernel.errors import GovernanceError, UsageError
 from fdp_kernel.figures.supply import SPEND, price_benchmark
 from fdp_kernel.metrics import supply as m
 from tests.conftest import OPERATOR
+from tests.helpers import records
 
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
 
@@ -51,21 +52,6 @@ def table(name: str, rows: list[dict[str, Any]]) -> ir.Table:
         return ibis.memtable(ibis.schema(schema).to_pyarrow().empty_table())
     frame = pd.DataFrame(rows, columns=list(schema))
     return ibis.memtable(frame, schema=schema)
-
-
-def records(con, expr: ir.Table) -> list[dict[str, Any]]:
-    df = con.execute(expr)
-    out = []
-    for row in df.to_dict("records"):
-        clean = {}
-        for key, value in row.items():
-            if isinstance(value, pd.Timestamp):
-                value = value.date()
-            elif value is None or (not isinstance(value, str) and pd.isna(value)):
-                value = None
-            clean[key] = value
-        out.append(clean)
-    return out
 
 
 def product(npc, group, category, pack, route):

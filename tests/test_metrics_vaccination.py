@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
-from typing import Any
 
 import ibis
 import ibis.expr.types as ir
@@ -23,6 +22,7 @@ from fdp_kernel.catalog import DATASETS
 from fdp_kernel.errors import GovernanceError, UsageError
 from fdp_kernel.metrics import vaccination as m
 from tests.conftest import OPERATOR
+from tests.helpers import records
 
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
 
@@ -118,20 +118,6 @@ def tables() -> tuple[ir.Table, ir.Table, ir.Table]:
         table(REGISTERS, REGISTER_SCHEMA),
         table(VACCINATIONS, VACCINATION_SCHEMA),
     )
-
-
-def records(con, expr: ir.Table) -> list[dict[str, Any]]:
-    out = []
-    for row in con.execute(expr).to_dict("records"):
-        clean = {}
-        for key, value in row.items():
-            if isinstance(value, pd.Timestamp):
-                value = value.date()
-            elif not isinstance(value, str) and pd.isna(value):
-                value = None
-            clean[key] = value
-        out.append(clean)
-    return out
 
 
 # -- dates -------------------------------------------------------------------------------------
