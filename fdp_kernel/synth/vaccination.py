@@ -141,9 +141,10 @@ def generate_vaccinations(people, registers, as_of: dt.date, rng: np.random.Gene
             idx = np.flatnonzero(got)
             ev.add(idx, date[idx], "covid", COVID_BOOSTER, 1, arm(idx.size), IM)
 
-    # Childhood schedule for children under 6: (procedure, dose, due age in days, coverage).
+    # Childhood schedule: (procedure, dose, due age in days, coverage).
     new_schedule = dob >= np.datetime64("2024-07-01")
-    child = np.flatnonzero(age_on(as_of64) < 6)
+    # Children under 8: a year-earlier view of "MMR2 at 5 years" needs those now aged 6-7.
+    child = np.flatnonzero(age_on(as_of64) < 8)
     child_p = np.clip(1.0 * (1 + 0.012 * (decile[child] - 5.5)) * eth[child] ** 0.5, 0, 0.995)
     child_u = rng.random(child.size)
     schedule = [
