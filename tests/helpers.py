@@ -49,3 +49,21 @@ def records(con, expr) -> list[dict[str, Any]]:
             clean[key] = value
         out.append(clean)
     return out
+
+
+def memtable(rows, schema: dict[str, str], defaults=None):
+    """An in-memory Ibis table of ``schema`` from rows given as dicts (over ``defaults``) or
+    tuples (in schema order); empty rows give an empty typed table."""
+    import ibis
+
+    if not rows:
+        return ibis.memtable(ibis.schema(schema).to_pyarrow().empty_table())
+    if isinstance(rows[0], dict):
+        full = [{**(defaults or {}), **row} for row in rows]
+    else:
+        full = [dict(zip(schema, row, strict=False)) for row in rows]
+    frame = pd.DataFrame(full, columns=list(schema))
+    for col, kind in schema.items():  # keep nullable integers as integers
+        if kind.startswith("int"):
+            frame[col] = frame[col].astype("Int64")
+    return ibis.memtable(frame, schema=schema)

@@ -14,7 +14,6 @@ from typing import Any
 
 import ibis
 import ibis.expr.types as ir
-import pandas as pd
 import pytest
 
 import fdp_kernel
@@ -23,7 +22,7 @@ from fdp_kernel.errors import UsageError
 from fdp_kernel.governance.disclosure import Magnitude
 from fdp_kernel.metrics import discharge as m
 from tests.conftest import OPERATOR
-from tests.helpers import records
+from tests.helpers import memtable, records
 
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
 
@@ -89,14 +88,7 @@ def con():
 
 
 def table(rows: list[dict[str, Any]], schema: dict[str, str], defaults=None) -> ir.Table:
-    if not rows:
-        return ibis.memtable(ibis.schema(schema).to_pyarrow().empty_table())
-    full = [{**(defaults or {}), **row} for row in rows]
-    frame = pd.DataFrame(full, columns=list(schema))
-    for col, kind in schema.items():  # keep nullable integers as integers
-        if kind.startswith("int"):
-            frame[col] = frame[col].astype("Int64")
-    return ibis.memtable(frame, schema=schema)
+    return memtable(rows, schema, defaults)
 
 
 def spells_table(rows) -> ir.Table:

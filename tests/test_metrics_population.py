@@ -12,7 +12,6 @@ import inspect
 
 import ibis
 import ibis.expr.types as ir
-import pandas as pd
 import pytest
 
 import fdp_kernel
@@ -21,7 +20,7 @@ from fdp_kernel.errors import UsageError
 from fdp_kernel.governance.disclosure import Magnitude
 from fdp_kernel.metrics import population as m
 from tests.conftest import OPERATOR
-from tests.helpers import records
+from tests.helpers import memtable, records
 
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
 
@@ -91,10 +90,7 @@ def con():
 
 
 def table(rows: list[tuple], schema: dict[str, str]) -> ir.Table:
-    if not rows:
-        return ibis.memtable(ibis.schema(schema).to_pyarrow().empty_table())
-    frame = pd.DataFrame([dict(zip(schema, r, strict=True)) for r in rows], columns=list(schema))
-    return ibis.memtable(frame, schema=schema)
+    return memtable(rows, schema)
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,12 @@ from typing import Any
 
 import ibis
 import ibis.expr.types as ir
-import pandas as pd
 import pytest
 
 from fdp_kernel.catalog import DATASETS
 from fdp_kernel.errors import UsageError
 from fdp_kernel.metrics import rtt as m
-from tests.helpers import records
+from tests.helpers import memtable, records
 
 # Ibis 12's pandas conversion reads a pandas option that pandas 3 deprecates: not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
@@ -60,10 +59,7 @@ def con():
 
 
 def table(rows: list[dict[str, Any]], schema: dict[str, str], defaults=None) -> ir.Table:
-    if not rows:
-        return ibis.memtable(ibis.schema(schema).to_pyarrow().empty_table())
-    full = [{**(defaults or {}), **row} for row in rows]
-    return ibis.memtable(pd.DataFrame(full, columns=list(schema)), schema=schema)
+    return memtable(rows, schema, defaults)
 
 
 def rtt_table(rows: list[dict[str, Any]]) -> ir.Table:

@@ -23,7 +23,7 @@ from fdp_kernel.errors import GovernanceError, UsageError
 from fdp_kernel.figures.supply import SPEND, price_benchmark
 from fdp_kernel.metrics import supply as m
 from tests.conftest import OPERATOR
-from tests.helpers import records
+from tests.helpers import memtable, records
 
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
 
@@ -47,11 +47,7 @@ def con():
 
 
 def table(name: str, rows: list[dict[str, Any]]) -> ir.Table:
-    schema = SCHEMAS[name]
-    if not rows:
-        return ibis.memtable(ibis.schema(schema).to_pyarrow().empty_table())
-    frame = pd.DataFrame(rows, columns=list(schema))
-    return ibis.memtable(frame, schema=schema)
+    return memtable(rows, SCHEMAS[name])
 
 
 def product(npc, group, category, pack, route):

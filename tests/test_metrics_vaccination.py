@@ -14,7 +14,6 @@ import inspect
 
 import ibis
 import ibis.expr.types as ir
-import pandas as pd
 import pytest
 
 import fdp_kernel
@@ -22,7 +21,7 @@ from fdp_kernel.catalog import DATASETS
 from fdp_kernel.errors import GovernanceError, UsageError
 from fdp_kernel.metrics import vaccination as m
 from tests.conftest import OPERATOR
-from tests.helpers import records
+from tests.helpers import memtable, records
 
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
 
@@ -100,10 +99,7 @@ def con():
 
 
 def table(rows: list[tuple], schema: dict[str, str]) -> ir.Table:
-    if not rows:
-        return ibis.memtable(ibis.schema(schema).to_pyarrow().empty_table())
-    frame = pd.DataFrame([dict(zip(schema, r, strict=False)) for r in rows], columns=list(schema))
-    return ibis.memtable(frame, schema=schema)
+    return memtable(rows, schema)
 
 
 def patients_table(rows=PATIENTS) -> ir.Table:
