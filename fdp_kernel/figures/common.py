@@ -52,10 +52,15 @@ def headline(rows: list[tuple[str, object, object, str]]) -> pd.DataFrame:
     for measure, now, before, standard in rows:
         decimals = "%" in measure or "(weeks)" in measure
         change = now - before if _number(now) and _number(before) else None
-        out.append({"measure": measure, "now": _show(now, decimals),
-                    "previous": "-" if before is None else _show(before, decimals),
-                    "change": "-" if before is None else _show(change, decimals, signed=True),
-                    "standard or target": standard})  # fmt: skip
+        out.append(
+            {
+                "measure": measure,
+                "now": _show(now, decimals),
+                "previous": "-" if before is None else _show(before, decimals),
+                "change": "-" if before is None else _show(change, decimals, signed=True),
+                "standard or target": standard,
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -119,6 +124,33 @@ def combine_nodes(result, by: list[str], counts: list[str], title: str | None = 
         )
     )
     return Released(frame, hidden, title or result.title, f"federated: {orgs}", note.strip(), n)
+
+
+def combine_counts(result, by, title=None, percentages=None, also=()):
+    """An ICB figure from node-released ones: every integer column (and ``also``) summed over
+    nodes by ``by`` (``combine_nodes``), then ``percentages`` from the summed figures."""
+    data = result.data
+    sums = [
+        c
+        for c in data.columns
+        if c not in ("org", *by) and (pd.api.types.is_integer_dtype(data[c]) or c in also)
+    ]
+    combined = combine_nodes(result, list(by), sums, title)
+    for name, (num, den) in (percentages or {}).items():
+        percent(combined.data, name, num, den)
+    return combined
+
+
+def merge_provenance(prov: dict, other) -> dict:
+    """Add a second workspace's purpose, agreements and datasets (e.g. direct care) to a
+    report's provenance; ``other`` may be None."""
+    if other is None:
+        return prov
+    extra = other.provenance()
+    prov["purpose"] = f"{prov['purpose']}, {extra['purpose']}"
+    for key in ("agreements", "datasets"):
+        prov[key] = sorted({*prov[key], *extra[key]})
+    return prov
 
 
 def percent(frame: pd.DataFrame, name: str, numerator: str, denominator: str) -> pd.DataFrame:

@@ -32,7 +32,7 @@ import pandas as pd
 from fdp_kernel import codes
 from fdp_kernel.errors import GovernanceError, UsageError
 from fdp_kernel.federation import default_orgs
-from fdp_kernel.figures.common import Sections, combine_nodes, headline, percent
+from fdp_kernel.figures.common import Sections, combine_counts, headline, merge_provenance, percent
 from fdp_kernel.governance.disclosure import Magnitude
 from fdp_kernel.governance.released import Released
 from fdp_kernel.metrics import discharge as m
@@ -231,13 +231,8 @@ class CareCoordinationFigures(Sections):
             if o.agreement
         }
         prov["agreements"] = sorted({*prov["agreements"], *used})
-        if isinstance(self.direct, GovernanceError) or self.direct is None:
-            return prov
-        other = self.direct.provenance()
-        prov["purpose"] = f"{prov['purpose']}, {other['purpose']}"
-        for key in ("agreements", "datasets"):
-            prov[key] = sorted({*prov[key], *other[key]})
-        return prov
+        direct = None if isinstance(self.direct, GovernanceError) else self.direct
+        return merge_provenance(prov, direct)
 
     # -- plumbing ---------------------------------------------------------------------------
     def _figure(
@@ -265,16 +260,7 @@ class CareCoordinationFigures(Sections):
         self.by_trust[title] = result
         if statistics:
             return result
-        sums = [
-            c
-            for c in result.data.columns
-            if c not in ("org", *by)
-            and (pd.api.types.is_integer_dtype(result.data[c]) or c in (magnitudes or {}))
-        ]
-        combined = combine_nodes(result, list(by), sums, title)
-        for name, (num, den) in (percentages or {}).items():
-            percent(combined.data, name, num, den)
-        return combined
+        return combine_counts(result, by, title, percentages, also=tuple(magnitudes or {}))
 
     def _periods(self, metric: Callable) -> ibis.Table:
         """``metric(start, end)`` for this week and the previous one, with a ``period``."""

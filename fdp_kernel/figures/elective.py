@@ -15,7 +15,7 @@ import ibis
 import pandas as pd
 
 from fdp_kernel import codes
-from fdp_kernel.figures.common import check_as_of, combine_nodes, headline, month_ends, percent
+from fdp_kernel.figures.common import check_as_of, combine_counts, headline, month_ends
 from fdp_kernel.governance.released import Released
 from fdp_kernel.metrics import rtt as m
 
@@ -48,15 +48,7 @@ class ElectiveFigures:
         result = self.ws.federated(make, title=title, statistics=statistics)
         if statistics:  # medians and percentiles do not add up: show them per trust
             return result
-        counts = [
-            c
-            for c in result.data.columns
-            if c not in ("org", *by) and pd.api.types.is_integer_dtype(result.data[c])
-        ]
-        combined = combine_nodes(result, list(by), counts, title)
-        for name, (num, den) in (percentages or {}).items():
-            percent(combined.data, name, num, den)
-        return combined
+        return combine_counts(result, by, title, percentages)
 
     # -- figures ----------------------------------------------------------------------------
     def trend(self) -> Released:

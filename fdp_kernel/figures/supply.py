@@ -25,7 +25,7 @@ import pandas as pd
 
 from fdp_kernel.errors import GovernanceError, UsageError
 from fdp_kernel.federation import default_orgs
-from fdp_kernel.figures.common import Sections, combine_nodes, headline
+from fdp_kernel.figures.common import Sections, combine_counts, headline, merge_provenance
 from fdp_kernel.governance.disclosure import Magnitude
 from fdp_kernel.governance.released import Released
 from fdp_kernel.metrics import discharge as dm
@@ -185,12 +185,7 @@ class SupplyFigures(Sections):
             if o.agreement
         }
         prov["agreements"] = sorted({*prov["agreements"], *used})
-        if self._activity_ws() is not None:
-            other = self.activity.provenance()
-            prov["purpose"] = f"{prov['purpose']}, {other['purpose']}"
-            for key in ("agreements", "datasets"):
-                prov[key] = sorted({*prov[key], *other[key]})
-        return prov
+        return merge_provenance(prov, self._activity_ws())
 
     # -- plumbing ---------------------------------------------------------------------------
     def _figure(
@@ -214,12 +209,7 @@ class SupplyFigures(Sections):
         self.by_trust[title] = result
         if by is None or statistics:
             return result
-        sums = [
-            c
-            for c in result.data.columns
-            if c not in ("org", *by) and pd.api.types.is_integer_dtype(result.data[c])
-        ]
-        combined = combine_nodes(result, list(by), sums, title)
+        combined = combine_counts(result, by, title)
         for column in magnitudes or {}:  # money: summed as floats, unknown if any is hidden
             data = result.data
             grouped = data.groupby(list(by), dropna=False, sort=True) if by else [((), data)]
