@@ -5,9 +5,10 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
+STAMP_LAB := $(VENV)/.installed-lab
 PIP_FLAGS := --disable-pip-version-check --quiet
 
-.PHONY: demo test lint format bench bench-synth venv install install-dev clean
+.PHONY: demo test lab lint format bench bench-synth venv install install-dev clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,10 @@ $(STAMP_DEV): pyproject.toml | $(PY)
 	$(PY) -m pip install $(PIP_FLAGS) -e '.[dev]'
 	touch $@ $(STAMP_RUN)
 
+$(STAMP_LAB): pyproject.toml | $(PY)
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[lab]'
+	touch $@ $(STAMP_RUN)
+
 venv: $(PY)
 install: $(STAMP_RUN)
 install-dev: $(STAMP_DEV)
@@ -28,6 +33,10 @@ install-dev: $(STAMP_DEV)
 ## demo: synthetic federation -> every report -> reports/index.html (embedded DuckDB)
 demo: $(STAMP_RUN)
 	$(BIN)/fdp demo
+
+## lab: JupyterLab on 127.0.0.1 (port LAB_PORT, default 8888) with the demo federation; prints the URL
+lab: $(STAMP_LAB)
+	bash scripts/lab.sh
 
 ## test: lint, format check and the whole test suite
 test: $(STAMP_DEV)
