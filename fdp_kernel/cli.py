@@ -86,6 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"reference date of the data, YYYY-MM-DD (default: {DEFAULT_AS_OF})",
     )
     synth.add_argument("--force", action="store_true", help="replace an existing federation")
+    synth.add_argument(
+        "--spark",
+        metavar="ORG",
+        action="append",
+        default=[],
+        help="write this node as Parquet for Spark (store spark://local); repeatable",
+    )
+    synth.add_argument(
+        "--postgres",
+        metavar="ORG=URL",
+        action="append",
+        default=[],
+        help="load this node into PostgreSQL and enforce its policy there "
+        "(URL postgresql://ADMIN@HOST:PORT/DATABASE, password in PGPASSWORD); repeatable",
+    )
 
     demo = sub.add_parser(
         "demo",
@@ -172,9 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_synth(args: argparse.Namespace, out, err) -> int:
+    from fdp_kernel.placement import move_to_postgres, move_to_spark, parse_postgres_option
     from fdp_kernel.progress import Progress
     from fdp_kernel.synth import generate_federation
 
+    postgres = [parse_postgres_option(text) for text in args.postgres]
     summary = generate_federation(
         args.out,
         patients=args.patients,
@@ -183,6 +200,11 @@ def cmd_synth(args: argparse.Namespace, out, err) -> int:
         force=args.force,
         progress=Progress(err, enabled=not args.quiet),
     )
+    for org in args.spark:
+        folder = move_to_spark(summary.path, org)
+        print(f"{org}: Parquet for Spark in {folder}", file=err)
+    for org, url in postgres:
+        print(f"{org}: loaded into {move_to_postgres(summary.path, org, url)}", file=err)
     total = sum(summary.rows.values())
     print(f"{summary.organisations} organisations, {total:,} rows: {summary.path}", file=out)
     return 0

@@ -32,13 +32,17 @@ class Organisation:
     name: str
     org_type: str
     parent_icb: str | None
-    store: Path | str  # a DuckDB file (absolute path) or a postgresql:// URL (no password)
+    store: Path | str  # a DuckDB file (absolute path), a postgresql:// or a spark:// URL
     key: Path | None = None  # the node's secret pseudonymisation key (outside the store)
     audit: Path | None = None  # the node's audit log
+    data: Path | str | None = None  # a Spark node's Parquet folder (or hdfs://, s3a:// URL)
 
     @property
     def engine(self) -> str:
-        return "postgres" if isinstance(self.store, str) else "duckdb"
+        """``duckdb``, ``postgres`` or ``spark``: what holds and queries the node's data."""
+        if isinstance(self.store, Path):
+            return "duckdb"
+        return "spark" if self.store.startswith("spark://") else "postgres"
 
 
 @dataclass(frozen=True)
@@ -189,14 +193,27 @@ def load_federation(path: str | Path) -> Federation:
         store = check.text(entry, "store", where)
         key = check.text(entry, "key", where, required=False)
         audit = check.text(entry, "audit", where, required=False)
+        data = check.text(entry, "data", where, required=False)
+        store_value = _store(check, store, where, path)
+        if isinstance(store_value, str) and store_value.startswith("spark://") and not data:
+            raise check.fail(
+                where,
+                "a Spark node needs `data`, the folder (or URL) of its Parquet tables",
+                "add e.g. `data: stores/RSA` (written by `fdp synth --spark RSA`)",
+            )
+        if data and not (isinstance(store_value, str) and store_value.startswith("spark://")):
+            raise check.fail(
+                where, "`data` is only used by Spark nodes", "remove it, or use a spark:// store"
+            )
         organisations[code] = Organisation(
             code=code,
             name=check.text(entry, "name", where),
             org_type=org_type,
             parent_icb=check.text(entry, "parent_icb", where, required=False),
-            store=_store(check, store, where, path),
+            store=store_value,
             key=(path.parent / key).resolve() if key else None,
             audit=(path.parent / audit).resolve() if audit else None,
+            data=_data(data, path) if data else None,
         )
     for code, org in organisations.items():
         if org.parent_icb and organisations.get(org.parent_icb) is None:
@@ -226,15 +243,28 @@ def load_federation(path: str | Path) -> Federation:
     )
 
 
+def _data(data: str, path: Path) -> Path | str:
+    """A Spark node's data: a folder relative to the federation file, or a URL Spark reads."""
+    return data if "://" in data else (path.parent / data).resolve()
+
+
 def _store(check: _Checker, store: str, where: str, path: Path) -> Path | str:
-    """A DuckDB file relative to the federation file, or a PostgreSQL URL."""
+    """A DuckDB file relative to the federation file, a PostgreSQL URL or a Spark URL."""
     if "://" not in store:
         return (path.parent / store).resolve()
+    if store.startswith("spark://"):
+        from fdp_kernel.governance.spark import master_url
+
+        try:
+            master_url(store)
+        except ConfigError as exc:
+            raise check.fail(where, str(exc), "see docs/engines.md for store URLs") from None
+        return store
     if not store.startswith(("postgresql://", "postgres://")):
         raise check.fail(
             where,
             f"unsupported store {store!r}",
-            "use a DuckDB file path or a postgresql://host:port/database URL",
+            "use a DuckDB file path, a postgresql://host:port/database URL or a spark:// URL",
         )
     if re.search(r"//[^/@]*:[^/@]*@", store):
         raise check.fail(

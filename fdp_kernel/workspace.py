@@ -45,8 +45,8 @@ from fdp_kernel.governance.model import Level, Purpose
 from fdp_kernel.governance.overlap import Ledger, carried, top_aggregate
 from fdp_kernel.governance.policy import ViewPlan, authorise, identify, plan_table
 from fdp_kernel.governance.released import Released, rules_note
-from fdp_kernel.governance.views import duckdb_view_sql
-from fdp_kernel.stores import quote
+from fdp_kernel.governance.views import duckdb_view_sql, spark_view_sql
+from fdp_kernel.stores import quote, sql_type
 
 FEDERATION_ENV = "FDP_FEDERATION"
 DEMO_FEDERATION = Path("data") / "demo" / FEDERATION_FILE
@@ -108,8 +108,9 @@ class Workspace:
         self._attached: set[str] = set()
         self._views: dict[str, ViewPlan] = {}  # view name -> plan
         self._ledger = Ledger(purpose.disclosure.min_count)
-        self._pg: dict[str, Any] = {}  # provider -> gated PostgreSQL backend
-        self._pg_views: dict[str, ViewPlan] = {}
+        self._remote: dict[str, Any] = {}  # provider -> gated PostgreSQL or Spark backend
+        self._spark_con: Any = None  # the workspace's Spark session, when a node is on Spark
+        self._remote_views: dict[str, ViewPlan] = {}
         self._nodes: dict[tuple[str, str], NodeWorkspace] = {}
         self._log(
             AuditEvent(
@@ -153,9 +154,11 @@ class Workspace:
     def catalog(self, name: str | None = None) -> pd.DataFrame:
         """The catalogue as this workspace sees it: every column of the datasets this node
         holds, its description and class, and whether this purpose shows it (as is, as a
-        pseudonym) or not (and which purposes would)."""
+        pseudonym) or not (and which purposes would). In a notebook it shows as one table
+        per dataset (``fdp_kernel.widgets_catalog``)."""
         from fdp_kernel.catalog import DATASETS
         from fdp_kernel.governance.policy import is_public_reference
+        from fdp_kernel.widgets_catalog import catalogue_frame
 
         node = self.federation.org(self.org)
         rows = []
@@ -189,7 +192,7 @@ class Workspace:
         if name and not rows:
             dataset(name)  # unknown names get the catalogue's error listing what exists
             raise GovernanceError(f"{self.org} ({node.org_type}) does not hold {name}")
-        return pd.DataFrame(rows)
+        return catalogue_frame(rows, self.purpose.id, self.org)
 
     def columns(self, name: str) -> list[str]:
         """Columns of ``name`` this purpose allows (identifiers shown as pseudonyms)."""
@@ -231,19 +234,32 @@ class Workspace:
         return table
 
     def _materialise(self, plan: ViewPlan, columns) -> ir.Table:
-        if self.federation.org(plan.provider).engine == "postgres":
+        engine = self.federation.org(plan.provider).engine
+        if engine == "postgres":
             return self._postgres_table(plan)
         view = plan.dataset if plan.provider == self.org else f"{plan.dataset}__{plan.provider}"
         if columns is not None:
             view += "__" + hashlib.sha256(",".join(columns).encode()).hexdigest()[:8]
+        # Rows shared by another node go to this workspace's home engine (its own node's),
+        # so that they can be joined with its own rows and with other nodes' shared rows.
+        home = self.federation.org(self.org).engine
+        if engine == "spark" and (plan.provider == self.org or home == "spark"):
+            return self._spark_table(plan, view)
+        if engine == "spark":
+            return self._handover_to_duckdb(plan, view)
+        if home == "spark" and plan.provider != self.org:
+            return self._handover_to_spark(plan, view)
+        self._duckdb_view(plan, view)
+        with self._backend._open_gate() as con:
+            return con.table(view)
+
+    def _duckdb_view(self, plan: ViewPlan, view: str) -> None:
         if view not in self._views:
             source = self._attach(plan.provider)
             key = self._key(plan) if plan.key_label else None
             with self._backend._open_gate() as con:
                 con.raw_sql(duckdb_view_sql(plan, view, source, key))
             self._views[view] = plan
-        with self._backend._open_gate() as con:
-            return con.table(view)
 
     def _postgres_table(self, plan: ViewPlan) -> ir.Table:
         """A node stored in PostgreSQL: its server enforces the purpose's view (own rows,
@@ -258,14 +274,87 @@ class Workspace:
 
         with con._open_gate():
             table = con.table(plan.dataset, database=purpose_schema(plan.purpose))
-        self._pg_views[plan.dataset] = plan
+        self._remote_views[plan.dataset] = plan
         wanted = [c.name for c in plan.columns]
         if list(table.columns) != wanted:  # the agreement may cover fewer columns
             table = table.select(*wanted)
         return table
 
+    def _spark(self):
+        """This workspace's one Spark session (every Spark node of a process shares a master),
+        so that several nodes' Spark views can meet in one expression."""
+        from fdp_kernel.governance import spark
+
+        if self._spark_con is None:
+            stores = [o.store for o in self.federation.organisations.values()]
+            self._spark_con = spark.gated_spark(next(s for s in stores if spark.is_spark(s)))
+        return self._spark_con
+
+    def _spark_table(self, plan: ViewPlan, view: str) -> ir.Table:
+        """A node stored as Parquet on Spark: the same governed view as on DuckDB, built in
+        this workspace's own Spark session over the node's raw tables."""
+        from fdp_kernel.governance import spark
+
+        org = self.federation.org(plan.provider)
+        con = self._remote[plan.provider] = self._spark()
+        spark.check_master(str(org.store), con)
+        if view not in self._remote_views:
+            needed = {plan.dataset} | ({"patients"} if plan.opt_out else set())
+            for name in sorted(needed):
+                spark.register_raw(con, plan.provider, org.data, name)
+            key = self._key(plan) if plan.key_label else None
+            raw = lambda name: spark.raw_view(plan.provider, name)  # noqa: E731
+            with con._open_gate():
+                con._session.sql(spark_view_sql(plan, view, raw, key))
+            self._remote_views[view] = plan
+        with con._open_gate():
+            return con.table(view)
+
+    def _handover_to_duckdb(self, plan: ViewPlan, view: str) -> ir.Table:
+        """Rows a Spark node shares under a row-level agreement, computed by its governed view
+        (agreed columns, the agreement's pseudonyms) and handed over into this workspace's
+        own DuckDB, where they can be joined with its own and other nodes' rows."""
+        if view not in self._views:
+            shared = self._spark_table(plan, view)
+            with self._spark()._open_gate():
+                rows = shared.to_pyarrow()
+            del self._remote_views[view]
+            ds = dataset(plan.dataset)
+            schema = ds.schema().to_pyarrow()
+            rows = rows.cast(pa.schema([schema.field(name) for name in rows.column_names]))
+            # The same column types and NOT NULLs as the node's view would have on DuckDB.
+            columns = ", ".join(
+                f"{quote(c.name)} {sql_type(ds.column(c.name).dtype)}"
+                + ("" if ds.column(c.name).nullable or c.pseudonymise else " NOT NULL")
+                for c in plan.columns
+            )
+            with self._backend._open_gate() as duck:
+                duck.con.register("_fdp_handover", rows)
+                duck.con.execute(f"CREATE OR REPLACE TEMP TABLE {quote(view)} ({columns})")
+                duck.con.execute(f"INSERT INTO {quote(view)} SELECT * FROM _fdp_handover")
+                duck.con.unregister("_fdp_handover")
+            self._views[view] = plan
+        with self._backend._open_gate() as con:
+            return con.table(view)
+
+    def _handover_to_spark(self, plan: ViewPlan, view: str) -> ir.Table:
+        """Rows a DuckDB node shares with this Spark node, from its governed DuckDB view into
+        this workspace's Spark session."""
+        con = self._spark()
+        if view not in self._remote_views:
+            self._duckdb_view(plan, view)
+            with self._backend._open_gate() as duck:
+                rows = duck.con.sql(f"SELECT * FROM {quote(view)}").to_arrow_table()
+            del self._views[view]
+            with con._open_gate():
+                con._session.createDataFrame(rows).createOrReplaceTempView(view)
+            self._remote_views[view] = plan
+        self._remote.setdefault(plan.provider, con)
+        with con._open_gate():
+            return con.table(view)
+
     def _postgres(self, code: str):
-        if code not in self._pg:
+        if code not in self._remote:
             from urllib.parse import urlparse
 
             from fdp_kernel.governance.gate import gated_postgres
@@ -285,8 +374,8 @@ class Workspace:
                     "administrator must apply the policy (fdp_kernel.governance.postgres)"
                 ) from None
             con._arm()
-            self._pg[code] = con
-        return self._pg[code]
+            self._remote[code] = con
+        return self._remote[code]
 
     def _attach(self, code: str) -> str:
         alias = quote(f"node_{code}")
@@ -399,16 +488,16 @@ class Workspace:
         else:
             with backend._open_gate():
                 frame = obj.to_pandas()
-        plans = {**self._views, **self._pg_views}
+        plans = {**self._views, **self._remote_views}
         sources = sorted({p.dataset for v, p in plans.items() if v in _leaf_names(obj)})
         return frame, sources, sql_hash, listing
 
     def _engine_of(self, expr: ir.Table):
-        """The gated backend an expression runs on (this workspace's DuckDB or a node's
-        PostgreSQL)."""
+        """The gated backend an expression runs on (this workspace's DuckDB, or a node's
+        PostgreSQL or Spark)."""
         for leaf in Lineage(expr).tables():
             source = getattr(leaf, "source", None)
-            if source is not None and any(source is c for c in self._pg.values()):
+            if source is not None and any(source is c for c in self._remote.values()):
                 return source
         return self._backend
 
@@ -431,7 +520,7 @@ class Workspace:
         for leaf in lineage.tables():
             source = getattr(leaf, "source", None)
             own = (source is self._backend and leaf.name in self._views) or (
-                any(source is c for c in self._pg.values()) and leaf.name in self._pg_views
+                any(source is c for c in self._remote.values()) and leaf.name in self._remote_views
             )
             if not own and not isinstance(leaf, ibis.expr.operations.InMemoryTable):
                 raise GovernanceError(
@@ -480,7 +569,7 @@ class Workspace:
         return False
 
     def _is_direct(self, view: str, column: str) -> bool:
-        plan = self._views.get(view) or self._pg_views.get(view)
+        plan = self._views.get(view) or self._remote_views.get(view)
         if plan is None:
             return False
         return dataset(plan.dataset).column(column).classification is ColumnClass.DIRECT_IDENTIFIER
@@ -558,11 +647,12 @@ class Workspace:
         for code in sorted(self._attached):  # the store's identity: its metadata, size, time
             info = self.federation.org(code).store.stat()
             stores[code] = (info.st_size, info.st_mtime_ns)
-        for code in sorted(self._pg):
-            stores[code] = (self.federation.org(code).store,)
-        plans = [*self._views.values(), *self._pg_views.values()]
+        for code in sorted(self._remote):
+            org = self.federation.org(code)
+            stores[code] = (org.store, str(org.data or ""))
+        plans = [*self._views.values(), *self._remote_views.values()]
         for node in self._nodes.values():
-            plans += [*node._views.values(), *node._pg_views.values()]
+            plans += [*node._views.values(), *node._remote_views.values()]
         agreements = sorted({p.agreement for p in plans if p.agreement})
         agreements = sorted({*agreements, *(a for _, a in self._nodes)})
         fed_hash = hashlib.sha256(self.federation.path.read_bytes()).hexdigest()[:16]
@@ -581,7 +671,7 @@ class Workspace:
         }
 
     def close(self) -> None:
-        for con in (self._backend, *self._pg.values()):
+        for con in {id(c): c for c in (self._backend, *self._remote.values())}.values():
             with con._open_gate():
                 con.disconnect()
 

@@ -112,9 +112,23 @@ ensure_postgres() {
     log "PostgreSQL ${PG_MAJOR}: ${summary%; }"
 }
 
+ensure_java() {
+    # Spark nodes (pyspark 4.0) need a Java 17 runtime.
+    if command -v java >/dev/null 2>&1 && java -version 2>&1 | grep -q 'version "17'; then
+        log "Java 17 (for Spark): present ($(command -v java)), nothing to do"
+        return
+    fi
+    if ! is_root; then
+        cannot_install "Java 17 for Spark (openjdk-17-jre-headless)"
+        return
+    fi
+    apt_install openjdk-17-jre-headless
+    log "Java 17 (for Spark): installed openjdk-17-jre-headless"
+}
+
 main() {
     ensure_postgres
-    # ensure_java  # Spark (to come)
+    ensure_java
 }
 
 main "$@"

@@ -1,0 +1,194 @@
+"""Nodes on Apache Spark: the node's tables are Parquet, read by a Spark session that the
+workspace drives through Ibis's PySpark backend.
+
+A Spark node's entry in the federation file names the engine and the data::
+
+    - code: RSA
+      store: spark://local          # or spark://spark-master.example.nhs.uk:7077
+      data: stores/RSA              # one Parquet folder or file per dataset (or hdfs://, s3a://)
+
+``spark://local`` runs Spark inside the analyst's process on this machine's cores (``local[N]``,
+``?cores=N`` to choose); any other ``spark://host:port`` is a standalone cluster master. Every
+workspace gets its own Spark session (``SparkSession.newSession``: separate temporary views,
+shared context), in which the node's raw datasets are temporary views and the purpose's
+governed views are built over them with the same plan as on DuckDB (``views.spark_view_sql``).
+Enforcement is in the driver process, as for an embedded DuckDB store: docs/engines.md.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import duckdb
+
+from fdp_kernel.catalog import DATASETS
+from fdp_kernel.errors import ConfigError, StoreError
+from fdp_kernel.governance.gate import Gated
+from fdp_kernel.stores import META_TABLE, quote
+
+SCHEME = "spark://"
+_LOCK = threading.Lock()
+_SESSION: dict[str, Any] = {}  # master -> the process's SparkSession
+
+
+def is_spark(store: object) -> bool:
+    return isinstance(store, str) and store.startswith(SCHEME)
+
+
+def master_url(store: str) -> str:
+    """The Spark master for a store URL: ``spark://local[?cores=N]`` or ``spark://host:port``."""
+    url = urlparse(store)
+    if url.scheme != "spark" or not url.netloc:
+        raise ConfigError(
+            f"{store!r} is not a Spark store URL; write spark://local or spark://host:7077"
+        )
+    if url.hostname == "local":
+        cores = parse_qs(url.query).get("cores", ["2"])[0]
+        if not cores.isdigit() or int(cores) < 1:
+            raise ConfigError(f"{store!r}: cores must be a positive whole number, e.g. ?cores=2")
+        return f"local[{cores}]"
+    if url.port is None:
+        raise ConfigError(f"{store!r}: a Spark cluster URL needs its port, e.g. :7077")
+    return f"spark://{url.hostname}:{url.port}"
+
+
+def session(store: str):
+    """The process's Spark session for this store's master (started on first use, ~5-10 s).
+
+    Spark allows one context per process, so every Spark node a process reads must share a
+    master; a second master is refused with an explanation."""
+    master = master_url(store)
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise ConfigError(
+            "this node is stored on Spark and PySpark is not installed: "
+            "pip install 'fdp[spark]' (and Java 17, e.g. apt install openjdk-17-jre-headless)"
+        ) from None
+    with _LOCK:
+        if master in _SESSION:
+            return _SESSION[master]
+        if _SESSION:
+            (other,) = _SESSION
+            raise ConfigError(
+                f"this process already runs Spark on {other}; one process can use one Spark "
+                f"master, not also {master}: put these nodes on the same cluster"
+            )
+        if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+            raise ConfigError(
+                "Spark needs Java 17 and none was found: install openjdk-17-jre-headless "
+                "or set JAVA_HOME"
+            )
+        if master.startswith("local"):
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        spark = (
+            SparkSession.builder.master(master)
+            .appName("fdp")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.shuffle.partitions", "2" if master.startswith("local") else "200")
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.sql.ansi.enabled", "false")
+            .getOrCreate()
+        )
+        spark.sparkContext.setLogLevel("ERROR")
+        _SESSION[master] = spark
+        return spark
+
+
+def gated_spark(store: str):
+    """A gated Ibis PySpark backend over a new session of the process's Spark context."""
+    try:
+        import ibis
+        from ibis.backends.pyspark import Backend as PySparkBackend
+
+        ibis.pyspark  # noqa: B018 - loading the backend this way registers ibis.options.pyspark
+    except ImportError:
+        raise ConfigError(
+            "this node is stored on Spark and PySpark is not installed: pip install 'fdp[spark]'"
+        ) from None
+
+    class GatedSpark(Gated, PySparkBackend):
+        """A Spark node read through governed temporary views in this workspace's session."""
+
+        def disconnect(self) -> None:
+            """Drop this session's views; the process's Spark context stays for others."""
+            catalog = self._session.catalog
+            for table in catalog.listTables():
+                if table.isTemporary:
+                    catalog.dropTempView(table.name)
+
+    con = GatedSpark().connect(session(store).newSession())
+    con._arm()
+    return con
+
+
+def check_master(store: str, con) -> None:
+    """Refuse a node on another Spark master than the session's (one context per process)."""
+    master = master_url(store)
+    running = con._session.sparkContext.master
+    if master != running:
+        raise ConfigError(
+            f"this process runs Spark on {running}; a node on {master} cannot be read from it: "
+            "put the federation's Spark nodes on one cluster"
+        )
+
+
+def raw_view(org: str, name: str) -> str:
+    """The temporary view holding a node's raw dataset inside a workspace's Spark session."""
+    return f"`__fdp_raw_{org}_{name}`"
+
+
+def dataset_path(data: str | Path, name: str) -> str:
+    """Where a dataset's Parquet lives under a node's data location."""
+    text = str(data)
+    if "://" in text:
+        return text.rstrip("/") + f"/{name}.parquet"
+    path = Path(text) / f"{name}.parquet"
+    if not path.exists():
+        raise StoreError(
+            f"the Spark node's {name} table is missing ({path}); nothing is shown. Write the "
+            "node with `fdp synth --spark ORG` or export its store with "
+            "fdp_kernel.governance.spark.write_parquet"
+        )
+    return str(path)
+
+
+def register_raw(con, org: str, data: str | Path, name: str) -> None:
+    """Make a node's raw dataset a temporary view of the workspace's Spark session."""
+    with con._open_gate():
+        spark = con._session
+        frame = spark.read.parquet(dataset_path(data, name))
+        frame.createOrReplaceTempView(raw_view(org, name).strip("`"))
+
+
+def write_parquet(store: Path, folder: Path) -> dict[str, int]:
+    """Export a DuckDB node store to a Spark node folder: ``<dataset>.parquet`` per dataset
+    and ``_fdp_meta.parquet``; written beside and renamed into place. Rows per dataset."""
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    counts: dict[str, int] = {}
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        held = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        for name in [*(d.name for d in DATASETS if d.name in held), META_TABLE]:
+            target = tmp / f"{name}.parquet"
+            con.execute(
+                f"COPY (SELECT * FROM {quote(name)}) TO '{target}' "
+                "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)"
+            )
+            if name != META_TABLE:
+                counts[name] = con.execute(f"SELECT count(*) FROM {quote(name)}").fetchone()[0]
+    finally:
+        con.close()
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return counts
