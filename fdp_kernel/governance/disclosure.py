@@ -308,7 +308,7 @@ def _one_to_one(frame: pd.DataFrame, a: str, b: str) -> bool:
 
 
 def _secondary(values: np.ndarray, reasons: np.ndarray, groups: list[np.ndarray]) -> None:
-    """Hide the smallest shown cell (first in row order on ties) of any margin group holding
+    """Hide the smallest shown cell (first in canonical order on ties) of any margin group with
     exactly one hidden cell; repeat until no group does. Zero cells are eligible."""
     hidden = reasons != ""
     changed = True
@@ -369,7 +369,12 @@ def apply_disclosure_control(
     if not isinstance(spec, ReleaseSpec) or not isinstance(rules, DisclosureRules):
         raise UsageError("apply_disclosure_control(df, spec: ReleaseSpec, rules: DisclosureRules)")
     _check_frame(df, spec, final=True)
-    frame = df.reset_index(drop=True)
+    # Work in a canonical row order so that the same figures get the same suppression
+    # whatever order an engine returned them in; the caller's order is restored at the end.
+    order = _canonical_order(df, list(spec.dimensions))
+    frame = df.iloc[order].reset_index(drop=True)
+    if forced is not None:
+        forced = np.asarray(forced)[order]
     n = len(frame)
     groups = _margin_groups(frame, list(spec.dimensions))
     groups = groups if rules.secondary_suppression else []
@@ -405,4 +410,19 @@ def apply_disclosure_control(
     data = pd.DataFrame({c: out[c] if c in out else frame[c] for c in columns})
     reasons = {c: pd.Series(why[c], dtype=object) for c in columns if c in why}
     suppressed = pd.DataFrame(reasons, index=pd.RangeIndex(n), columns=list(reasons))
+    back = np.argsort(order, kind="stable")
+    data = data.iloc[back].reset_index(drop=True)
+    suppressed = suppressed.iloc[back].reset_index(drop=True)
     return DisclosureResult(data, suppressed, n_primary, n_secondary)
+
+
+def _canonical_order(frame: pd.DataFrame, dims: list[str]) -> np.ndarray:
+    """Row positions sorted by the dimensions, then every other column (as text, nulls
+    first): an order that does not depend on how the rows arrived."""
+    if len(frame) < 2:
+        return np.arange(len(frame))
+    columns = [*dims, *(c for c in frame.columns if c not in dims)]
+    keys = pd.DataFrame(
+        {i: frame[c].astype("string").fillna("") for i, c in enumerate(columns)}
+    ).reset_index(drop=True)
+    return keys.sort_values(list(keys.columns), kind="stable").index.to_numpy()
