@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from benchmarks.bench_governance import build_store, insert_rows, timed, write_federation
-from benchmarks.common import write_markdown
+from benchmarks.common import Comparison, write_markdown
 
 AS_OF = dt.date(2026, 10, 31)
 
@@ -32,7 +32,7 @@ def query(node):
     return m.long_waiters_by_treatment_function(rtt, AS_OF)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> list[Comparison]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=20)
     parser.add_argument("--rows-per-node", type=int, default=500_000)
@@ -103,6 +103,12 @@ def main(argv=None) -> None:
         "workspace per node (attach, governed view, key derivation) and writes its audit "
         "entries at the requester and at every node.",
     )
+    return [
+        Comparison(
+            "federation", f"ws.federated over {args.nodes} nodes ({total:,} rows)", fed_s, "s",
+            union_s, "union at one node", ratio, "federated / union <= 1.5", ratio <= 1.5,
+        )
+    ]  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 
-from benchmarks.common import write_markdown
+from benchmarks.common import Comparison, write_markdown
 
 
 def bare_kernel(folder: Path, repeats: int = 3) -> float:
@@ -43,9 +43,10 @@ def bare_kernel(folder: Path, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> list[Comparison]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=100_000)
+    parser.add_argument("--jobs", type=int, default=0, help="run only the first N (smoke run)")
     args = parser.parse_args(argv)
     from fdp_kernel.config import load_federation
     from fdp_kernel.reports.params import load_template
@@ -72,6 +73,7 @@ def main(argv=None) -> None:
                 for o in fed.organisations.values()
                 if o.org_type in types
             ]
+        jobs = jobs[: args.jobs] if args.jobs else jobs
         start = time.perf_counter()
         results = run_jobs(jobs)
         wall = time.perf_counter() - start
@@ -96,6 +98,16 @@ def main(argv=None) -> None:
         notes=f"Per-report overhead above a bare kernel start: {one - bare:.2f} s (imports, "
         f"governed queries, charts, HTML export, secret scan, publishing). {len(failed)} failed.",
     )
+    return [
+        Comparison(
+            "reports", f"report throughput: {len(results)} reports on {os.cpu_count()} cores",
+            per_minute, "reports/min", note=f"{len(failed)} failed",
+        ),
+        Comparison(
+            "reports", "one elective_recovery report, alone", one, "s", bare,
+            "papermill of a one-cell notebook", one / bare,
+        ),
+    ]  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from benchmarks.common import run_measured, write_markdown
+from benchmarks.common import Comparison, run_measured, write_markdown
 
 GENERATE = """
 import json, sys
@@ -39,7 +39,7 @@ print(json.dumps({"rows": rows}))
 """
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> list[Comparison]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=1_000_000)
     args = parser.parse_args(argv)
@@ -77,6 +77,23 @@ def main(argv=None) -> None:
             else f"not measured by this run ({args.patients:,} patients)."
         ),
     )
+    at_1m = args.patients == 1_000_000
+    what = f"generate {args.patients:,} patients with all linked tables"
+    copy = "copy the same rows into DuckDB"
+    return [
+        Comparison(
+            "synth", f"{what}: wall time", gen_s, "s", copy_s, copy, gen_s / copy_s,
+            "<= 60 s at 1M patients", gen_s <= 60 if at_1m else None,
+        ),
+        Comparison(
+            "synth", f"{what}: peak memory", gen_gib, "GiB", copy_gib, copy, gen_gib / copy_gib,
+            "<= 4 GiB at 1M patients", gen_gib <= 4 if at_1m else None,
+        ),
+        Comparison(
+            "synth", f"generation throughput ({rows:,} rows)", rows / gen_s, "rows/s",
+            rows / copy_s, copy, copy_s / gen_s,
+        ),
+    ]  # fmt: skip
 
 
 if __name__ == "__main__":
