@@ -30,11 +30,10 @@ from fdp_kernel.figures.elective import ElectiveFigures
 from fdp_kernel.figures.population import PopulationFigures
 from fdp_kernel.figures.vaccination import VaccinationFigures
 from fdp_kernel.governance.released import Released
-from fdp_kernel.placement import move_to_postgres, move_to_spark
 from tests.conftest import OPERATOR
 from tests.fixtures import postgres as postgres_fixtures
 from tests.fixtures import spark as spark_fixtures
-from tests.helpers import copy_federation
+from tests.fixtures.engines import ENGINES, place_nodes
 
 postgres_server = postgres_fixtures.postgres_server
 spark_session = spark_fixtures.spark_session
@@ -43,7 +42,6 @@ pytestmark = pytest.mark.postgres
 AS_OF = dt.date(2026, 10, 31)
 PRACTICE = "Y90001"
 MOVED = ("RSA", PRACTICE, "701")
-ENGINES = ("postgres", "spark")
 
 
 def _figures(priority: str, org: str):
@@ -149,18 +147,8 @@ def reference(federation) -> dict[tuple[str, str], dict]:
 @pytest.fixture(scope="module", params=ENGINES)
 def placed(request, federation, tmp_path_factory) -> tuple[str, Path]:
     """A copy of the federation with RSA, the practice and 701 moved to the engine."""
-    engine = request.param
-    fed = copy_federation(federation, tmp_path_factory.mktemp(f"on-{engine}") / "fed")
-    if engine == "spark":
-        request.getfixturevalue("spark_session")
-        for org in MOVED:
-            move_to_spark(fed / "federation.yaml", org)
-    else:
-        server = request.getfixturevalue("postgres_server")
-        for org in MOVED:
-            database = server.create_database(f"engines_{org.lower()}_{fed.parent.name[-4:]}")
-            move_to_postgres(fed / "federation.yaml", org, server.dsn(database=database))
-    return engine, fed
+    target = tmp_path_factory.mktemp(f"engines-{request.param}") / "fed"
+    return request.param, place_nodes(request, federation, target, request.param, MOVED)
 
 
 def _assert_same(got: dict, want: dict, where: str) -> None:
