@@ -20,7 +20,7 @@ from contextlib import contextmanager
 
 from ibis.backends.duckdb import Backend as DuckDBBackend
 
-from fdp_kernel.errors import GovernanceError
+from fdp_kernel.errors import ConfigError, GovernanceError
 
 # Public backend members that only describe or compile, never read data.
 _ALLOWED = frozenset(
@@ -70,8 +70,8 @@ def gated_postgres():
     """A gated Ibis PostgreSQL backend (needs the ``postgres`` extra)."""
     try:
         from ibis.backends.postgres import Backend as PostgresBackend
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        raise GovernanceError(
+    except ImportError as exc:
+        raise ConfigError(
             "this node is stored in PostgreSQL and its driver is not installed: "
             "pip install 'fdp[postgres]'"
         ) from exc
