@@ -313,3 +313,26 @@ def test_every_access_is_audited_at_the_node(placed):
     actions = [e["action"] for e in list(log.entries())[before:]]
     assert actions == ["connect", "table", "query", "release"]
     assert log.verify().ok
+
+
+def test_fdp_synth_writes_nodes_to_spark_and_postgres(postgres_server, spark_session, tmp_path):
+    import io
+
+    from fdp_kernel.cli import main
+    from fdp_kernel.config import load_federation
+
+    database = postgres_server.create_database("synth_cli_rsc")
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["synth", "--out", str(tmp_path / "fed"), "--patients", "800", "-q"]
+    argv += ["--spark", "RSA", "--postgres", f"RSC={postgres_server.dsn(database=database)}"]
+    assert main(argv, environ={}, out=out, err=err) == 0, err.getvalue()
+    fed = load_federation(tmp_path / "fed")
+    assert (fed.org("RSA").engine, fed.org("RSC").engine) == ("spark", "postgres")
+    assert "@" not in str(fed.org("RSC").store)  # no owner login in the federation file
+    from fdp_kernel.governance.policy import identify
+
+    with acting(tmp_path / "fed", user=identify({})):  # synth's operator: the OS account
+        for org in ("RSA", "RSC"):
+            ws = fdp_kernel.connect("elective_planning", org)
+            rtt = ws.table("rtt_pathways")
+            assert ws.release(rtt.agg(n=rtt.count())).data["n"][0] > 0
