@@ -178,7 +178,9 @@ def write_parquet(store: Path, folder: Path) -> dict[str, int]:
     con = duckdb.connect(str(store), read_only=True)
     try:
         held = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-        for name in [*(d.name for d in DATASETS if d.name in held), META_TABLE]:
+        for name in [d.name for d in DATASETS if d.name in held] + [META_TABLE] * (
+            META_TABLE in held
+        ):
             target = tmp / f"{name}.parquet"
             con.execute(
                 f"COPY (SELECT * FROM {quote(name)}) TO '{target}' "
