@@ -143,6 +143,12 @@ def test_dates_are_consistent(small_federation):
             "WHERE ga_beds_occupied > ga_beds_available",
             "receipt before order": "SELECT count(*) FROM receipts JOIN purchase_orders "
             "USING (po_number, po_line) WHERE receipt_date < order_date",
+            "referral before birth": "SELECT count(*) FROM rtt_pathways JOIN patients "
+            "USING (nhs_number) WHERE referral_received_date < date_of_birth",
+            "appointment before birth": "SELECT count(*) FROM outpatient_appointments JOIN "
+            "patients USING (nhs_number) WHERE appointment_date < date_of_birth",
+            "admission before birth": "SELECT count(*) FROM inpatient_spells JOIN patients "
+            "USING (nhs_number) WHERE admission_date < date_of_birth",
         }
         for what, sql in checks.items():
             params = [as_of, as_of] if "?" in sql else None

@@ -63,7 +63,10 @@ def generate_pathways(people, practices, as_of: dt.date, rng: np.random.Generato
     n = person.size
     start = as_of64 - rng.integers(0, HISTORY_DAYS, n).astype("timedelta64[D]")
     dod = people["date_of_death"][person]
-    keep = np.isnat(dod) | (start < dod)
+    # A referral comes after birth (received up to 3 days before the clock starts) and
+    # before death.
+    born = people["date_of_birth"][person].astype("datetime64[D]")
+    keep = (np.isnat(dod) | (start < dod)) & (start >= born + np.timedelta64(3, "D"))
     person, start, dod = person[keep], start[keep], dod[keep]
     n = person.size
 
