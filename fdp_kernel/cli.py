@@ -183,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fdp_kernel.reports.cli import add_report_parser
 
     add_report_parser(sub, common)
+    from fdp_kernel.ingest.cli import add_ingest_parser
+
+    add_ingest_parser(sub, common)
     return parser
 
 
@@ -338,6 +341,12 @@ def cmd_transparency(args: argparse.Namespace, out, err) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace, out, err) -> int:
+    from fdp_kernel.ingest.cli import run_ingest_command
+
+    return run_ingest_command(args, out, err)
+
+
 def cmd_report(args: argparse.Namespace, out, err) -> int:
     from fdp_kernel.reports.cli import run_report_command
 
@@ -351,6 +360,7 @@ COMMANDS = {
     "audit": cmd_audit,
     "report": cmd_report,
     "transparency": cmd_transparency,
+    "ingest": cmd_ingest,
 }
 
 
