@@ -336,3 +336,15 @@ def test_fdp_synth_writes_nodes_to_spark_and_postgres(postgres_server, spark_ses
             ws = fdp_kernel.connect("elective_planning", org)
             rtt = ws.table("rtt_pathways")
             assert ws.release(rtt.agg(n=rtt.count())).data["n"][0] > 0
+
+
+def test_a_conditional_count_over_no_rows_is_zero(placed):
+    """Ibis compiles count(where=...) for Spark as a SUM, NULL over no rows; ours gives 0."""
+    _engine, fed = placed
+    ws = _ws(fed, "elective_planning", "RSA")
+    rtt = ws.table("rtt_pathways")
+    none = rtt.filter(rtt.org_code == "nowhere")
+    released = ws.release(
+        none.agg(n=none.count(), admitted=none.count(where=none.tci_date.notnull()))
+    )
+    assert released.data.iloc[0].tolist() == [0, 0]

@@ -20,6 +20,7 @@ import ibis.expr.operations as ops
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
+from ibis.common.exceptions import UnsupportedOperationError
 
 _THROUGH = (ops.Project, ops.Filter, ops.Sort, ops.Limit)
 
@@ -127,8 +128,13 @@ def _record_counts(aggregate, exact, parent, groups, keys, run) -> list[int]:
 
 def _members(parent: ir.Table, groups: tuple[str, ...], run) -> dict[tuple, np.ndarray]:
     """Sorted row hashes (a multiset) of each group's records."""
-    row = ibis.struct({c: parent[c] for c in parent.columns}).hash()
-    listed = run(parent.select(*groups, _fdp_row=row))
+    try:
+        row = ibis.struct({c: parent[c] for c in parent.columns}).hash()
+        listed = run(parent.select(*groups, _fdp_row=row))
+    except UnsupportedOperationError:  # PostgreSQL cannot hash a row: hash its text instead
+        text = [parent[c].cast("string").fill_null("\x1e") for c in parent.columns]
+        row = ibis.literal("\x1f").join(text).hash()
+        listed = run(parent.select(*groups, _fdp_row=row))
     out: dict[tuple, np.ndarray] = {}
     if groups:
         for key, frame in listed.groupby(list(groups), dropna=False, sort=False):

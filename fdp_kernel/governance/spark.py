@@ -116,6 +116,8 @@ def gated_spark(store: str):
     class GatedSpark(Gated, PySparkBackend):
         """A Spark node read through governed temporary views in this workspace's session."""
 
+        compiler = _compiler()
+
         def disconnect(self) -> None:
             """Drop this session's views; the process's Spark context stays for others."""
             catalog = self._session.catalog
@@ -137,6 +139,21 @@ def check_master(store: str, con) -> None:
             f"this process runs Spark on {running}; a node on {master} cannot be read from it: "
             "put the federation's Spark nodes on one cluster"
         )
+
+
+def _compiler():
+    """Ibis 12's PySpark compiler with one fix: ``count(where=...)`` over no rows is 0, as on
+    DuckDB and PostgreSQL (Ibis compiles it to ``SUM(CAST(cond AS BIGINT))``, which is NULL
+    there; found by the engine suite)."""
+    from ibis.backends.sql.compilers.pyspark import PySparkCompiler
+
+    class Compiler(PySparkCompiler):
+        def visit_CountStar(self, op, *, arg, where):
+            if where is not None:
+                return self.f.count_if(where)
+            return super().visit_CountStar(op, arg=arg, where=where)
+
+    return Compiler()
 
 
 def raw_view(org: str, name: str) -> str:
