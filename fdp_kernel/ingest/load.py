@@ -157,14 +157,7 @@ class Loader:
             quarantined = n - loaded - pending
             raw = _json_object(header)
             if quarantined:
-                con.execute(
-                    f"INSERT INTO {QUARANTINE_TABLE} (ingest_id, dataset, source_file, "
-                    "source_line, reasons, raw, raw_format, quarantined_at) "
-                    f"SELECT ?, ?, ?, c.__line, concat_ws('; ', c.__row_reasons, "
-                    f"c.__ref_reasons), {raw}, 'fields', ? FROM __checked c JOIN __src s "
-                    f"ON s.__i = c.__i WHERE NOT ({LOAD}) AND NOT ({PENDING})",
-                    [self.ingest_id, dataset, state.name, self.now],
-                )
+                self._quarantine_checked(state, dataset, table, raw)
             if pending:
                 self._hold(state, ds, raw, typed)
             if loaded:  # pass 2: convert again and write, leaving out the rows routed above
@@ -188,6 +181,30 @@ class Loader:
         counts.loaded += loaded
         counts.pending += pending
         counts.quarantined += quarantined
+
+    def _quarantine_checked(
+        self, state: FileState, dataset: str, table: pa.Table, raw: str
+    ) -> None:
+        """Quarantine the rows that failed a check, with their source values. The failing
+        rows are taken from the batch by position (``__i``), so the cost follows the
+        quarantined rows, not the batch (a join would scan every source value)."""
+        failed = self.con.execute(
+            "SELECT __i, __line, concat_ws('; ', __row_reasons, __ref_reasons) AS __reasons "
+            f"FROM __checked WHERE NOT ({LOAD}) AND NOT ({PENDING}) ORDER BY __i"
+        ).fetch_arrow_table()
+        rows = table.take(failed.column("__i"))
+        rows = rows.append_column("__reasons", failed.column("__reasons"))
+        self.con.register("__failed", rows)
+        try:
+            self.con.execute(
+                f"INSERT INTO {QUARANTINE_TABLE} (ingest_id, dataset, source_file, "
+                "source_line, reasons, raw, raw_format, quarantined_at) "
+                f"SELECT ?, ?, ?, s.__line, s.__reasons, {raw}, 'fields', ? FROM __failed s "
+                "ORDER BY s.__line",
+                [self.ingest_id, dataset, state.name, self.now],
+            )
+        finally:
+            self.con.unregister("__failed")
 
     def _quarantine_malformed(
         self, state: FileState, dataset: str | None, rows: list[Malformed]
