@@ -17,8 +17,11 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,20 +110,24 @@ def require_browser() -> None:
     pytest.skip(problem)
 
 
-def render(
-    page: Path, screenshot: Path, *, width: int = 1100, timeout_ms: int = 15_000
-) -> Rendered:
-    """Open ``page`` (a local file) with the network blocked; measure it and screenshot it."""
-    from playwright.sync_api import Route, sync_playwright
+@contextmanager
+def chromium(
+    allowed: tuple[str, ...] = LOCAL_SCHEMES,
+    *,
+    args: list[str] = ARGS,
+    width: int = 1100,
+    height: int = 900,
+    timeout_ms: int = 15_000,
+) -> Iterator[tuple[Any, list[str]]]:
+    """Headless Debian Chromium with a fresh profile: (browser context, blocked requests).
+    Every request whose URL does not start with one of ``allowed`` is aborted and recorded."""
+    from playwright.sync_api import sync_playwright
 
     blocked: list[str] = []
-    requested: list[str] = []
-    console_errors: list[str] = []
-    page_errors: list[str] = []
 
-    def route(r: Route) -> None:
+    def route(r) -> None:
         url = r.request.url
-        if url.startswith(LOCAL_SCHEMES):
+        if url.startswith(allowed):
             r.continue_()
         else:
             blocked.append(url)
@@ -136,29 +143,37 @@ def render(
                 profile,
                 executable_path=str(CHROMIUM),
                 headless=True,
-                args=ARGS,
-                offline=True,
-                viewport={"width": width, "height": 900},
+                args=args,
+                offline=allowed == LOCAL_SCHEMES,  # a local server needs the network stack
+                viewport={"width": width, "height": height},
                 service_workers="block",
                 timeout=timeout_ms,
             )
             try:
                 context.route("**/*", route)
-                tab = context.new_page()
-                tab.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
-                tab.on("pageerror", lambda e: page_errors.append(str(e)))
-                tab.on(
-                    "request",
-                    lambda q: q.url.startswith(LOCAL_SCHEMES) or requested.append(q.url),
-                )
-                tab.goto(page.resolve().as_uri(), wait_until="load", timeout=timeout_ms)
-                svgs = [Svg(**s) for s in tab.evaluate(_SVG_JS)]
-                screenshot.parent.mkdir(parents=True, exist_ok=True)
-                tab.screenshot(path=str(screenshot), full_page=True)
-                title = tab.title()
+                yield context, blocked
             finally:
                 context.close()
     finally:
         shutil.rmtree(profile, ignore_errors=True)
         random.setstate(random_state)
+
+
+def render(
+    page: Path, screenshot: Path, *, width: int = 1100, timeout_ms: int = 15_000
+) -> Rendered:
+    """Open ``page`` (a local file) with the network blocked; measure it and screenshot it."""
+    requested: list[str] = []
+    console_errors: list[str] = []
+    page_errors: list[str] = []
+    with chromium(width=width, timeout_ms=timeout_ms) as (context, blocked):
+        tab = context.new_page()
+        tab.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
+        tab.on("pageerror", lambda e: page_errors.append(str(e)))
+        tab.on("request", lambda q: q.url.startswith(LOCAL_SCHEMES) or requested.append(q.url))
+        tab.goto(page.resolve().as_uri(), wait_until="load", timeout=timeout_ms)
+        svgs = [Svg(**s) for s in tab.evaluate(_SVG_JS)]
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(screenshot), full_page=True)
+        title = tab.title()
     return Rendered(title, svgs, blocked, requested, console_errors, page_errors, screenshot)

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -27,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import ARGS, CHROMIUM, require_browser
+from tests.browser import ARGS, chromium, require_browser
 from tests.conftest import OPERATOR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,94 +165,65 @@ def _wait_for(predicate, timeout: float, what: str, page, log: Path):
 
 
 def test_explorer_runs_in_jupyterlab_and_updates_when_a_control_changes(lab):
-    from playwright.sync_api import sync_playwright
-
     base, log = lab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    blocked: list[str] = []
     page_errors: list[str] = []
-
-    def route(r) -> None:
-        url = r.request.url
-        if url.startswith((base, "data:", "blob:", "about:")):
-            r.continue_()
-        else:
-            blocked.append(url)
-            r.abort("internetdisconnected")
-
     started = time.monotonic()
-    profile = tempfile.mkdtemp(prefix="fdp-chromium-")
-    random_state = random.getstate()  # Playwright draws from the global generator
-    try:
-        with sync_playwright() as pw:
-            context = pw.chromium.launch_persistent_context(
-                profile,
-                executable_path=str(CHROMIUM),
-                headless=True,
-                args=BROWSER_ARGS,
-                viewport={"width": 1280, "height": 1000},
-                service_workers="block",
-                timeout=30_000,
-            )
-            try:
-                context.route("**/*", route)
-                page = context.new_page()
-                page.set_default_timeout(30_000)
-                page.on("pageerror", lambda e: page_errors.append(str(e)))
-                page.goto(f"{base}/lab/tree/{NOTEBOOK.name}?token={_TOKEN}")
-                page.locator(".jp-Notebook .jp-Cell").first.wait_for()
-                status = page.locator(".jp-StatusBar-Widget")
-                _wait_for(  # the notebook's kernel started and connected
-                    lambda: _connected(base) and "| Idle" in " ".join(status.all_inner_texts()),
-                    30,
-                    "the kernel to start",
-                    page,
-                    log,
-                )
-                page.get_by_role("menuitem", name="Run", exact=True).click()
-                page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
+    allowed = (base, "data:", "blob:", "about:")
+    browser = chromium(allowed, args=BROWSER_ARGS, width=1280, height=1000, timeout_ms=30_000)
+    with browser as (context, blocked):
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        page.on("pageerror", lambda e: page_errors.append(str(e)))
+        page.goto(f"{base}/lab/tree/{NOTEBOOK.name}?token={_TOKEN}")
+        page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+        status = page.locator(".jp-StatusBar-Widget")
+        _wait_for(  # the notebook's kernel started and connected
+            lambda: _connected(base) and "| Idle" in " ".join(status.all_inner_texts()),
+            30,
+            "the kernel to start",
+            page,
+            log,
+        )
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
 
-                count = page.locator(COUNT)
-                first = _wait_for(
-                    lambda: count.count() and count.first.inner_text().strip(),
-                    45,
-                    "the explorer's count",
-                    page,
-                    log,
-                )
-                before = _wait_for(lambda: _marks(page), 20, "the chart's bars", page, log)
-                assert re.fullmatch(r"[\d,]+", first), f"a released count, got {first!r}"
-                assert int(first.replace(",", "")) % 5 == 0, "released counts are rounded to 5"
+        count = page.locator(COUNT)
+        first = _wait_for(
+            lambda: count.count() and count.first.inner_text().strip(),
+            45,
+            "the explorer's count",
+            page,
+            log,
+        )
+        before = _wait_for(lambda: _marks(page), 20, "the chart's bars", page, log)
+        assert re.fullmatch(r"[\d,]+", first), f"a released count, got {first!r}"
+        assert int(first.replace(",", "")) % 5 == 0, "released counts are rounded to 5"
 
-                register = page.locator(".widget-dropdown", has_text="Register").locator("select")
-                register.select_option(value=_option_value(register, "Diabetes"))
-                after = _wait_for(
-                    lambda: (t := count.first.inner_text().strip()) != first and t,
-                    30,
-                    "the count to change",
-                    page,
-                    log,
-                )
-                changed = _wait_for(
-                    lambda: (m := _marks(page)) != before and m,
-                    20,
-                    "the chart to change",
-                    page,
-                    log,
-                )
-                assert re.fullmatch(r"[\d,]+", after), f"a released count, got {after!r}"
-                heading = page.locator(".fdp-explorer-count").first.inner_text()
-                assert "Diabetes" in heading
-                assert changed and changed != before
-                error = page.locator(".fdp-explorer-error")
-                assert error.count() == 0, error.first.inner_text()
-                shot = ARTIFACTS / "lab-explorer.png"
-                page.locator(".fdp-explorer").first.screenshot(path=str(shot))
-            finally:
-                context.close()
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
-        random.setstate(random_state)
+        register = page.locator(".widget-dropdown", has_text="Register").locator("select")
+        register.select_option(value=_option_value(register, "Diabetes"))
+        after = _wait_for(
+            lambda: (t := count.first.inner_text().strip()) != first and t,
+            30,
+            "the count to change",
+            page,
+            log,
+        )
+        changed = _wait_for(
+            lambda: (m := _marks(page)) != before and m,
+            20,
+            "the chart to change",
+            page,
+            log,
+        )
+        assert re.fullmatch(r"[\d,]+", after), f"a released count, got {after!r}"
+        heading = page.locator(".fdp-explorer-count").first.inner_text()
+        assert "Diabetes" in heading
+        assert changed and changed != before
+        error = page.locator(".fdp-explorer-error")
+        assert error.count() == 0, error.first.inner_text()
+        shot = ARTIFACTS / "lab-explorer.png"
+        page.locator(".fdp-explorer").first.screenshot(path=str(shot))
     seconds = time.monotonic() - started
     print(f"explorer in JupyterLab: {first} -> {after}; screenshot {shot}; {seconds:.1f} s")
     assert not blocked, f"the page asked for the network: {blocked[:5]}"

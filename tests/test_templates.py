@@ -4,19 +4,16 @@ re-runs the executed notebook and compares the outputs marked ``# NBVAL_CHECK_OU
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
-import papermill
 import pytest
 
 from fdp_kernel.config import load_federation
 from fdp_kernel.reports.params import load_template
 from tests.conftest import OPERATOR
+from tests.notebooks import ROOT, errors, execute, nbval
 
-ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = sorted((ROOT / "templates").glob("*.ipynb"))
 CASES = [
     (path, org_type)
@@ -41,44 +38,11 @@ def test_template_runs_and_nbval_reproduces_its_checked_outputs(
     declared = load_template(template).params
     assert all(p.description for p in declared.values()), "every parameter is described"
     executed = tmp_path / template.name
-    old = dict(os.environ)
-    os.environ.update(env)
-    try:
-        papermill.execute_notebook(
-            str(template),
-            str(executed),
-            kernel_name="python3",
-            cwd=str(ROOT),
-            parameters={"org": _org_of_type(org_type, federation)},
-            progress_bar=False,
-        )
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
-    nb = nbformat.read(executed, as_version=4)
-    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
-    assert not errors
+    nb = execute(template, executed, env, {"org": _org_of_type(org_type, federation)})
+    assert not errors(nb)
     checked = [c for c in nb.cells if "NBVAL_CHECK_OUTPUT" in c.source]
     assert checked and all(c.outputs for c in checked), "stable outputs are marked and present"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--nbval-lax",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "-p",
-            "no:randomly",
-            str(executed),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = nbval(executed, env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
 
@@ -86,30 +50,6 @@ def test_template_runs_and_nbval_reproduces_its_checked_outputs(
 def test_notebook_runs_and_nbval_reproduces_its_checked_outputs(notebook, federation, tmp_path):
     env = {**os.environ, "FDP_FEDERATION": str(federation), "JUPYTERHUB_USER": OPERATOR}
     executed = tmp_path / notebook.name
-    old = dict(os.environ)
-    os.environ.update(env)
-    try:
-        papermill.execute_notebook(
-            str(notebook), str(executed), kernel_name="python3", cwd=str(ROOT), progress_bar=False
-        )
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--nbval-lax",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            str(executed),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    execute(notebook, executed, env)
+    result = nbval(executed, env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
