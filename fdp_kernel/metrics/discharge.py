@@ -46,6 +46,7 @@ import ibis.expr.types as ir
 
 from fdp_kernel import codes
 from fdp_kernel.errors import UsageError
+from fdp_kernel.metrics.dates import check_date, date_literal, date_range
 
 # Policy targets are configuration, not rules: they change every planning round (DOMAIN.md).
 TARGETS: dict[str, float] = {
@@ -76,23 +77,6 @@ DISCHARGE_LIST_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _date(value: dt.date, name: str) -> dt.date:
-    if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
-        raise UsageError(f"{name} must be a datetime.date (not a datetime), got {value!r}")
-    return value
-
-
-def _range(start: dt.date, end: dt.date) -> tuple[dt.date, dt.date]:
-    lo, hi = _date(start, "start"), _date(end, "end")
-    if lo > hi:
-        raise UsageError(f"start ({lo}) is after end ({hi})")
-    return lo, hi
-
-
-def _lit(value: dt.date) -> ir.DateScalar:
-    return ibis.literal(value, type="date")
-
-
 def _group(t: ir.Table, by: Sequence[str], metrics: dict) -> ir.Table:
     if not by:
         return t.aggregate(**metrics)
@@ -107,7 +91,7 @@ def _days(start: dt.date, end: dt.date) -> ir.Table:
 
 def _leaves(spells: ir.Table, after: dt.date) -> ir.DateValue:
     """The day the spell stops occupying a bed: discharge_date, or ``after`` if still in."""
-    return ibis.coalesce(spells.discharge_date, _lit(after))
+    return ibis.coalesce(spells.discharge_date, date_literal(after))
 
 
 def in_hospital(spells: ir.Table, day: dt.date) -> ir.Table:
@@ -117,7 +101,7 @@ def in_hospital(spells: ir.Table, day: dt.date) -> ir.Table:
     ``los_days`` = ``day - admission_date`` (int64); ``nctr`` = ``discharge_ready_date <= day``
     (False when there is no ready date). Keeps all columns. Record-level: keep it on the node.
     """
-    d = _lit(_date(day, "day"))
+    d = date_literal(check_date(day, "day"))
     after = day + dt.timedelta(days=1)
     t = spells.filter(spells.admission_date <= d, _leaves(spells, after) > d)
     return t.mutate(
@@ -145,10 +129,10 @@ def daily_flow(spells: ir.Table, beds: ir.Table, start: dt.date, end: dt.date) -
     NCTR as % of occupied G&A beds = nctr_patients / ga_beds_occupied; G&A bed occupancy =
     ga_beds_occupied / ga_beds_available (compute both from released figures).
     """
-    lo, hi = _range(start, end)
+    lo, hi = date_range(start, end)
     after = hi + dt.timedelta(days=1)
     leaves = _leaves(spells, after)
-    live = spells.filter(spells.admission_date <= _lit(hi), leaves > _lit(lo))
+    live = spells.filter(spells.admission_date <= date_literal(hi), leaves > date_literal(lo))
     live = live.mutate(_leaves=_leaves(live, after))
     spine = _days(lo, hi)
     # Range join: one row per spell and midnight it spent in hospital within the range.
@@ -163,10 +147,10 @@ def daily_flow(spells: ir.Table, beds: ir.Table, start: dt.date, end: dt.date) -
         **_los_counts(nights, los),
     )
     gone = spells.filter(
-        spells.discharge_date.between(_lit(lo), _lit(hi)), ~spells.died_in_hospital
+        spells.discharge_date.between(date_literal(lo), date_literal(hi)), ~spells.died_in_hospital
     )
     discharged = gone.group_by(date=gone.discharge_date).aggregate(discharges=gone.count())
-    sitrep = beds.filter(beds.date.between(_lit(lo), _lit(hi)))
+    sitrep = beds.filter(beds.date.between(date_literal(lo), date_literal(hi)))
     sitrep = sitrep.group_by("date").aggregate(
         ga_beds_occupied=sitrep.ga_beds_occupied.sum(),
         ga_beds_available=sitrep.ga_beds_available.sum(),
@@ -203,7 +187,7 @@ def length_of_stay(spells: ir.Table, day: dt.date, by: Sequence[str] = ()) -> ir
 
 
 def _discharged(spells: ir.Table, lo: dt.date, hi: dt.date) -> ir.Table:
-    chosen = spells.filter(spells.discharge_date.between(_lit(lo), _lit(hi)))
+    chosen = spells.filter(spells.discharge_date.between(date_literal(lo), date_literal(hi)))
     return chosen.filter(~chosen.died_in_hospital)
 
 
@@ -214,7 +198,7 @@ def discharges_by_pathway(spells: ir.Table, start: dt.date, end: dt.date) -> ir.
     ``discharges`` and ``all_discharges`` (discharges with any pathway 0-3: the denominator of
     the share, the same on every row). Compare the shares with ``PATHWAY_MODEL``.
     """
-    lo, hi = _range(start, end)
+    lo, hi = date_range(start, end)
     t = _discharged(spells, lo, hi)
     t = t.filter(t.discharge_pathway.isin(PATHWAYS))
     counts = t.group_by("discharge_pathway").aggregate(discharges=t.count())
@@ -234,8 +218,8 @@ def _delayed_in(spells: ir.Table, lo: dt.date, hi: dt.date) -> ir.Table:
     """Spells NCTR on at least one midnight in [lo, hi], with ``lost_days`` in the range."""
     after = hi + dt.timedelta(days=1)
     t = spells.filter(spells.discharge_ready_date.notnull())
-    first = ibis.greatest(t.discharge_ready_date, t.admission_date, _lit(lo))
-    last = ibis.least(_leaves(t, after), _lit(after))  # exclusive
+    first = ibis.greatest(t.discharge_ready_date, t.admission_date, date_literal(lo))
+    last = ibis.least(_leaves(t, after), date_literal(after))  # exclusive
     t = t.mutate(lost_days=last.delta(first, unit="day").cast("int64"))
     return t.filter(t.lost_days > 0)
 
@@ -248,7 +232,7 @@ def delay_reasons(
     Columns: ``nctr_reason`` (``codes.NCTR_REASONS``; ``"NR"`` where a delayed spell has none
     recorded), ``*by`` and ``delayed_patients`` (spells). Sorted by reason then ``by``.
     """
-    lo, hi = _range(start, end)
+    lo, hi = date_range(start, end)
     t = _delayed_in(spells, lo, hi)
     t = t.mutate(nctr_reason=ibis.coalesce(t.nctr_reason, NOT_RECORDED))
     keys = ["nctr_reason", *by]
@@ -268,7 +252,7 @@ def bed_days_lost(
     several spells is one contributor (``nhs_number``, pseudonymised or not). With no ``by``,
     an empty input gives one row of zeros.
     """
-    lo, hi = _range(start, end)
+    lo, hi = date_range(start, end)
     t = _delayed_in(spells, lo, hi)
     person = t.group_by(["nhs_number", *by]).aggregate(lost_days=t.lost_days.sum())
     rank = ibis.row_number().over(group_by=list(by), order_by=ibis.desc(person.lost_days))
@@ -294,7 +278,7 @@ def ready_date_performance(
     (float64, mean of ``discharge_date - discharge_ready_date`` floored at 0; null when there
     are none: suppress it when its base is 1-7). % on the ready date = on / with.
     """
-    lo, hi = _range(start, end)
+    lo, hi = date_range(start, end)
     t = _discharged(spells, lo, hi)
     t = t.filter(t.discharge_ready_date.notnull())
     wait = ibis.greatest(t.discharge_date.delta(t.discharge_ready_date, unit="day"), 0)
@@ -312,8 +296,8 @@ def bed_days(beds: ir.Table, start: dt.date, end: dt.date) -> ir.Table:
     Columns: ``month`` (first day, date), ``occupied_bed_days`` and ``available_bed_days``
     (int64 sums of the daily midnight counts); only months with a sitrep row appear.
     """
-    lo, hi = _range(start, end)
-    t = beds.filter(beds.date.between(_lit(lo), _lit(hi)))
+    lo, hi = date_range(start, end)
+    t = beds.filter(beds.date.between(date_literal(lo), date_literal(hi)))
     t = t.mutate(month=ibis.date(t.date.year(), t.date.month(), 1))
     return (
         t.group_by("month")
@@ -338,9 +322,9 @@ def care_package_activity(
     ``mean_days_referral_to_start`` (float64, over the starts; suppress when ``starts`` is
     1-7). With no ``by``, an empty input gives zeros and a null mean.
     """
-    lo, hi = _range(start, end)
-    referred = packages.referral_date.between(_lit(lo), _lit(hi))
-    started = ibis.coalesce(packages.start_date.between(_lit(lo), _lit(hi)), False)
+    lo, hi = date_range(start, end)
+    referred = packages.referral_date.between(date_literal(lo), date_literal(hi))
+    started = ibis.coalesce(packages.start_date.between(date_literal(lo), date_literal(hi)), False)
     t = packages.filter(referred | started).mutate(_started=started, _referred=referred)
     days = t.start_date.delta(t.referral_date, unit="day").cast("float64")
     metrics = {
@@ -358,12 +342,12 @@ def care_packages_awaited(packages: ir.Table, day: dt.date, by: Sequence[str] = 
     (``referral_date <= day`` and ``start_date`` null or later) and ``awaiting_7_plus_days``
     (referred 7 or more days before ``day``). With no ``by``, an empty input gives zeros.
     """
-    d = _date(day, "day")
+    d = check_date(day, "day")
     t = packages.filter(
-        packages.referral_date <= _lit(d),
-        packages.start_date.isnull() | (packages.start_date > _lit(d)),
+        packages.referral_date <= date_literal(d),
+        packages.start_date.isnull() | (packages.start_date > date_literal(d)),
     )
-    week = _lit(d - dt.timedelta(days=7))
+    week = date_literal(d - dt.timedelta(days=7))
     metrics = {
         "awaiting": t.count(),
         "awaiting_7_plus_days": t.count(where=t.referral_date <= week),
@@ -377,10 +361,10 @@ def care_package_months(packages: ir.Table, start: dt.date, end: dt.date) -> ir.
     One row per calendar month that intersects the range: ``month`` (first day, date),
     ``referrals`` and ``starts``; only dates within the range count.
     """
-    lo, hi = _range(start, end)
+    lo, hi = date_range(start, end)
 
     def events(column: str, kind: str) -> ir.Table:
-        chosen = packages.filter(packages[column].between(_lit(lo), _lit(hi)))
+        chosen = packages.filter(packages[column].between(date_literal(lo), date_literal(hi)))
         date = chosen[column]
         return chosen.select(year=date.year(), month_of_year=date.month(), kind=ibis.literal(kind))
 
@@ -428,7 +412,7 @@ def discharge_list(
     trust. Columns: ``DISCHARGE_LIST_COLUMNS`` (``days_since_ready`` = day - ready date),
     longest wait first.
     """
-    d = _lit(_date(day, "day"))
+    d = date_literal(check_date(day, "day"))
     has_discharge = "discharge_date" in spells.columns
     if not has_discharge and packages is None:
         raise UsageError(

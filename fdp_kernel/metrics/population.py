@@ -56,7 +56,7 @@ import ibis
 import ibis.expr.types as ir
 
 from fdp_kernel import codes
-from fdp_kernel.errors import UsageError
+from fdp_kernel.metrics.dates import check_date, date_literal
 from fdp_kernel.metrics.vaccination import born_by
 
 # (label, lowest age, highest age or None): bands for prevalence and multimorbidity.
@@ -122,19 +122,11 @@ SEGMENTS: tuple[str, ...] = (
 BED_DAYS_HELPERS = ("bed_days_contributors", "bed_days_top1", "bed_days_top2")
 
 
-def _date(value: dt.date, name: str) -> dt.date:
-    if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
-        raise UsageError(f"{name} must be a datetime.date (not a datetime), got {value!r}")
-    return value
-
-
-def _lit(value: dt.date) -> ir.DateScalar:
-    return ibis.literal(value, type="date")
-
-
 def age_band(dob: ir.DateValue, as_of: dt.date) -> ir.StringValue:
     """The ``AGE_BANDS`` label of a date of birth on ``as_of`` (null for a birth after it)."""
-    branches = [(dob <= _lit(born_by(as_of, low)), label) for label, low, _ in reversed(AGE_BANDS)]
+    branches = [
+        (dob <= date_literal(born_by(as_of, low)), label) for label, low, _ in reversed(AGE_BANDS)
+    ]
     return ibis.cases(*branches, else_=None)
 
 
@@ -142,9 +134,9 @@ def population(patients: ir.Table, as_of: dt.date) -> ir.Table:
     """Record-level: the people on the list on ``as_of`` (alive, born by then), with
     ``age_band``, ``imd_quintile`` (1 = most deprived; null when the decile is) and ``core20``
     (``CORE20``, ``REST`` or ``IMD_NOT_KNOWN``). Keep it on the node."""
-    day = _date(as_of, "as_of")
-    alive = patients.date_of_death.isnull() | (patients.date_of_death > _lit(day))
-    people = patients.filter(alive, patients.date_of_birth <= _lit(day))
+    day = check_date(as_of, "as_of")
+    alive = patients.date_of_death.isnull() | (patients.date_of_death > date_literal(day))
+    people = patients.filter(alive, patients.date_of_birth <= date_literal(day))
     decile = people.imd_decile.cast("int64")
     core20 = ibis.cases(
         (decile.isnull(), IMD_NOT_KNOWN), (decile.isin(CORE20_DECILES), CORE20), else_=REST
@@ -158,7 +150,7 @@ def population(patients: ir.Table, as_of: dt.date) -> ir.Table:
 
 def _on_register(registers: ir.Table, as_of: dt.date) -> ir.Table:
     """Register entries recorded by ``as_of``, one per person and register."""
-    recorded = registers.diagnosis_date.isnull() | (registers.diagnosis_date <= _lit(as_of))
+    recorded = registers.diagnosis_date.isnull() | (registers.diagnosis_date <= date_literal(as_of))
     return registers.filter(recorded).select("nhs_number", "condition").distinct()
 
 
@@ -180,7 +172,7 @@ def prevalence(
     age it covers) and ``list_size`` (people on the list of that age: the denominator). A row
     for every register and group present in the population, zeros included.
     """
-    day = _date(as_of, "as_of")
+    day = check_date(as_of, "as_of")
     people = population(patients, day).select("nhs_number", "date_of_birth", *by)
     ages = ibis.memtable(
         {
@@ -208,8 +200,8 @@ def _register_counts(registers: ir.Table, as_of: dt.date) -> ir.Table:
     weight = entries.condition.substitute(RISK_WEIGHTS, else_=0).cast("int64")
     recent_cancer = registers.filter(
         registers.condition == "CAN",
-        registers.diagnosis_date > _lit(as_of - dt.timedelta(days=365)),
-        registers.diagnosis_date <= _lit(as_of),
+        registers.diagnosis_date > date_literal(as_of - dt.timedelta(days=365)),
+        registers.diagnosis_date <= date_literal(as_of),
     ).select("nhs_number", "condition")
     entries = entries.mutate(weight=weight).left_join(
         recent_cancer.mutate(recent=ibis.literal(True)), ["nhs_number", "condition"]
@@ -227,12 +219,12 @@ def _register_counts(registers: ir.Table, as_of: dt.date) -> ir.Table:
 
 def _admissions(spells: ir.Table, as_of: dt.date) -> ir.Table:
     """Per person: ``emergency_admissions`` and ``bed_days`` in the 365 days to ``as_of``."""
-    start = _lit(as_of - dt.timedelta(days=ADMISSION_WINDOW_DAYS - 1))
+    start = date_literal(as_of - dt.timedelta(days=ADMISSION_WINDOW_DAYS - 1))
     s = spells.filter(
         spells.admission_method.isin(EMERGENCY_METHODS),
-        spells.admission_date.between(start, _lit(as_of)),
+        spells.admission_date.between(start, date_literal(as_of)),
     )
-    left = ibis.least(ibis.coalesce(s.discharge_date, _lit(as_of)), _lit(as_of))
+    left = ibis.least(ibis.coalesce(s.discharge_date, date_literal(as_of)), date_literal(as_of))
     days = left.delta(s.admission_date, unit="day").cast("int64")
     return s.group_by("nhs_number").aggregate(
         emergency_admissions=s.count(), bed_days=days.sum().cast("int64")
@@ -244,7 +236,7 @@ def _people(
 ) -> ir.Table:
     """Record-level: the population with register counts, risk score, tier and segment, and
     (with ``spells``) emergency admissions and bed days. Keep it on the node."""
-    day = _date(as_of, "as_of")
+    day = check_date(as_of, "as_of")
     people = population(patients, day)
     counts = _register_counts(registers, day)
     t = people.left_join(counts, "nhs_number").select(
@@ -265,7 +257,8 @@ def _people(
         )
     dob = t.date_of_birth
     age_points = ibis.cases(
-        *((dob <= _lit(born_by(day, age)), points) for age, points in RISK_AGE_POINTS), else_=0
+        *((dob <= date_literal(born_by(day, age)), points) for age, points in RISK_AGE_POINTS),
+        else_=0,
     )
     t = t.mutate(risk_score=(t.risk_points + age_points).cast("int64"))
     rank = ibis.percent_rank().over(order_by=[ibis.desc(t.risk_score), t.date_of_birth])
@@ -274,13 +267,16 @@ def _people(
     )
     acute = (t.emergency_admissions > 0) if spells is not None else ibis.literal(False)
     segment = ibis.cases(
-        (t.dementia | ((dob <= _lit(born_by(day, 85))) & (t.n_registers >= 2)), SEGMENTS[7]),
+        (
+            t.dementia | ((dob <= date_literal(born_by(day, 85))) & (t.n_registers >= 2)),
+            SEGMENTS[7],
+        ),
         (t.organ_failure, SEGMENTS[6]),
         (t.recent_cancer, SEGMENTS[5]),
         (t.learning_disability, SEGMENTS[4]),
         (t.n_registers > 0, SEGMENTS[3]),
         (acute, SEGMENTS[2]),
-        (dob > _lit(born_by(day, 1)), SEGMENTS[1]),
+        (dob > date_literal(born_by(day, 1)), SEGMENTS[1]),
         else_=SEGMENTS[0],
     )
     return t.mutate(risk_tier=tier, segment=segment)
@@ -363,7 +359,7 @@ def core20plus5(
     ``copd``, ``smi`` (people on the HYP, COPD and MH registers) and, with linked ``spells``,
     ``people_admitted`` and ``emergency_admissions`` in the 365 days to ``as_of``.
     """
-    day = _date(as_of, "as_of")
+    day = check_date(as_of, "as_of")
     t = _people(patients, registers, day, spells)
     entries = _on_register(registers, day)
     flags = entries.group_by("nhs_number").aggregate(

@@ -33,6 +33,7 @@ import ibis.expr.types as ir
 
 from fdp_kernel import codes
 from fdp_kernel.errors import UsageError
+from fdp_kernel.metrics.dates import check_date, date_literal
 
 # Policy targets are configuration, not rules: they change every planning round (DOMAIN.md).
 # Templates read them from here; update them when the planning guidance changes.
@@ -55,16 +56,6 @@ VALIDATION_LOOKAHEAD_DAYS = 28  # nothing booked in the next 4 weeks
 UNKNOWN_ETHNIC_GROUP = "Unknown"
 
 
-def _date(value: dt.date, name: str) -> dt.date:
-    if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
-        raise UsageError(f"{name} must be a datetime.date (not a datetime), got {value!r}")
-    return value
-
-
-def _lit(value: dt.date) -> ir.DateScalar:
-    return ibis.literal(value, type="date")
-
-
 def _not_nullified(rtt: ir.Table) -> ir.BooleanValue:
     return ibis.coalesce(rtt.rtt_period_status, "") != codes.RTT_NULLIFIED_STATUS
 
@@ -78,7 +69,7 @@ def open_pathways(rtt: ir.Table, as_of: dt.date) -> ir.Table:
     days 0-7, else ``(days_waited - 1) // 7`` (band k covers days 7k+1..7k+7), uncapped.
     Needs ``rtt_start_date``, ``rtt_end_date`` and ``rtt_period_status``; keeps all columns.
     """
-    day = _lit(_date(as_of, "as_of"))
+    day = date_literal(check_date(as_of, "as_of"))
     still_open = rtt.rtt_end_date.isnull() | (rtt.rtt_end_date > day)
     opened = rtt.filter(rtt.rtt_start_date <= day, still_open, _not_nullified(rtt))
     days = day.delta(opened.rtt_start_date, unit="day").cast("int64")
@@ -185,14 +176,14 @@ def clock_starts_and_stops(rtt: ir.Table, start: dt.date, end: dt.date) -> ir.Ta
 
     Net change in list size = starts - stops - removals (compute it from released figures).
     """
-    lo, hi = _date(start, "start"), _date(end, "end")
+    lo, hi = check_date(start, "start"), check_date(end, "end")
     if lo > hi:
         raise UsageError(f"start ({lo}) is after end ({hi})")
     removed = ibis.coalesce(rtt.removed_by_validation, False)
     stop_status = rtt.rtt_period_status.isin(codes.RTT_STOP_STATUSES)
 
     def events(column: str, condition: ir.BooleanValue, kind: str) -> ir.Table:
-        chosen = rtt.filter(rtt[column].between(_lit(lo), _lit(hi)), condition)
+        chosen = rtt.filter(rtt[column].between(date_literal(lo), date_literal(hi)), condition)
         date = chosen[column]
         return chosen.select(year=date.year(), month_of_year=date.month(), kind=ibis.literal(kind))
 
@@ -227,10 +218,10 @@ def validation_cohort(rtt: ir.Table, as_of: dt.date) -> ir.Table:
     [as_of, as_of + 28 days]; a booking on day 29 does not count). Columns of
     :func:`open_pathways`. Keep it on the node: it is record-level.
     """
-    day = _date(as_of, "as_of")
+    day = check_date(as_of, "as_of")
     t = open_pathways(rtt, day)
-    last_activity = _lit(day - dt.timedelta(days=VALIDATION_LOOKBACK_DAYS))
-    horizon = (_lit(day), _lit(day + dt.timedelta(days=VALIDATION_LOOKAHEAD_DAYS)))
+    last_activity = date_literal(day - dt.timedelta(days=VALIDATION_LOOKBACK_DAYS))
+    horizon = (date_literal(day), date_literal(day + dt.timedelta(days=VALIDATION_LOOKAHEAD_DAYS)))
 
     def booked(col: ir.DateColumn) -> ir.BooleanValue:
         # between() on a null date is null, and NOT null is null: coalesce to False first.
@@ -247,10 +238,12 @@ def validation_summary(rtt: ir.Table, as_of: dt.date) -> ir.Table:
     ``validated_last_12_weeks`` counts cohort pathways whose ``last_pas_validation_date`` is
     within (as_of - 84 days, as_of]. The validation rate is validated / cohort.
     """
-    day = _date(as_of, "as_of")
+    day = check_date(as_of, "as_of")
     t = validation_cohort(rtt, day)
-    since = _lit(day - dt.timedelta(days=VALIDATION_LOOKBACK_DAYS))
-    validated = (t.last_pas_validation_date > since) & (t.last_pas_validation_date <= _lit(day))
+    since = date_literal(day - dt.timedelta(days=VALIDATION_LOOKBACK_DAYS))
+    validated = (t.last_pas_validation_date > since) & (
+        t.last_pas_validation_date <= date_literal(day)
+    )
     return t.aggregate(cohort=t.count(), validated_last_12_weeks=t.count(where=validated))
 
 
@@ -263,8 +256,10 @@ def dna_rate(
     ``appointments_with_outcome`` (attended + dna). DNA rate = dna / appointments_with_outcome.
     Status 7 (arrived late, not seen), cancellations (2, 4) and null (future) are in neither.
     """
-    lo, hi = _date(start, "start"), _date(end, "end")
-    a = appointments.filter(appointments.appointment_date.between(_lit(lo), _lit(hi)))
+    lo, hi = check_date(start, "start"), check_date(end, "end")
+    a = appointments.filter(
+        appointments.appointment_date.between(date_literal(lo), date_literal(hi))
+    )
     status = a.attendance_status
     metrics = {
         "attended": a.count(where=status.isin(codes.ATTENDED_CODES)),

@@ -44,6 +44,7 @@ import ibis
 import ibis.expr.types as ir
 
 from fdp_kernel.errors import UsageError
+from fdp_kernel.metrics.dates import check_date, date_literal, date_range
 
 SERVICE_LEVEL_Z = 1.65  # z for a 95% cycle service level
 USAGE_WINDOW_DAYS = 28  # days of stock: average daily usage over the trailing 28 days
@@ -54,27 +55,10 @@ SKU_LOCATION = ("org_code", "location_code", "npc")
 GLOVES_CATEGORY = "Gloves"  # consumption per occupied bed day is shown for this category
 
 
-def _date(value: dt.date, name: str) -> dt.date:
-    if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
-        raise UsageError(f"{name} must be a datetime.date (not a datetime), got {value!r}")
-    return value
-
-
-def _range(start: dt.date, end: dt.date) -> tuple[dt.date, dt.date]:
-    lo, hi = _date(start, "start"), _date(end, "end")
-    if lo > hi:
-        raise UsageError(f"start ({lo}) is after end ({hi})")
-    return lo, hi
-
-
 def _window(day: dt.date, days: int, name: str) -> tuple[ir.DateScalar, ir.DateScalar]:
     if days < 1:
         raise UsageError(f"{name} must be at least 1 day, got {days}")
-    return _lit(day - dt.timedelta(days=days - 1)), _lit(day)
-
-
-def _lit(value: dt.date) -> ir.DateScalar:
-    return ibis.literal(value, type="date")
+    return date_literal(day - dt.timedelta(days=days - 1)), date_literal(day)
 
 
 def _with_products(t: ir.Table, products: ir.Table, by: Sequence[str]) -> ir.Table:
@@ -133,9 +117,9 @@ def days_of_stock(
     ``days_of_stock`` (float64 = on_hand_units x window_days / units_issued; null when
     nothing was issued). Summed over the SKU-locations of each group.
     """
-    d = _date(day, "day")
+    d = check_date(day, "day")
     lo, hi = _window(d, window_days, "window_days")
-    today = stock.filter(stock.date == _lit(d)).select(*SKU_LOCATION, "on_hand_units")
+    today = stock.filter(stock.date == date_literal(d)).select(*SKU_LOCATION, "on_hand_units")
     used = consumption.filter(consumption.date.between(lo, hi))
     used = used.group_by(list(SKU_LOCATION)).aggregate(used=used.units_issued.sum())
     t = today.left_join(used, list(SKU_LOCATION))
@@ -166,8 +150,8 @@ def stockout_rate(
     (of them, ``units_unmet > 0``). Stock-out rate = stockout_days / sku_location_days. With
     no ``by``, an empty input gives one row of zeros.
     """
-    lo, hi = _range(start, end)
-    t = _sku_days(stock, consumption, _lit(lo), _lit(hi))
+    lo, hi = date_range(start, end)
+    t = _sku_days(stock, consumption, date_literal(lo), date_literal(hi))
     t = _with_month(_with_products(t, products, by), "date", by)
     metrics = {
         "sku_location_days": t.count(),
@@ -201,9 +185,9 @@ def lead_times(
     Columns: ``*by``, ``lines``, ``median_days`` and ``p90_days`` (float64, exact quantiles
     with linear interpolation, as in ``rtt.wait_percentiles``) and ``mean_days`` (float64).
     """
-    lo, hi = _range(start, end)
+    lo, hi = date_range(start, end)
     t = order_lead_times(orders, receipts)
-    t = t.filter(t.order_date.between(_lit(lo), _lit(hi)))
+    t = t.filter(t.order_date.between(date_literal(lo), date_literal(hi)))
     t = _with_month(_with_products(t, products, by), "order_date", by)
     days = t.lead_time_days.cast("float64")
     metrics = {
@@ -225,9 +209,9 @@ def lead_time_distribution(
 ) -> ir.Table:
     """Lines ordered in [``start``, ``end``] and received, per ``*by`` and ``lead_time_days``
     (int64): columns ``*by``, ``lead_time_days``, ``lines``. Only non-empty cells appear."""
-    lo, hi = _range(start, end)
+    lo, hi = date_range(start, end)
     t = order_lead_times(orders, receipts)
-    t = t.filter(t.order_date.between(_lit(lo), _lit(hi)))
+    t = t.filter(t.order_date.between(date_literal(lo), date_literal(hi)))
     t = _with_products(t, products, by)
     keys = [*by, "lead_time_days"]
     return t.group_by(keys).aggregate(lines=t.count()).order_by(keys)
@@ -251,7 +235,7 @@ def reorder_points(
     time + safety stock (float64; null without a lead time) and ``below_reorder_point``
     (boolean: on hand < reorder point; null when not assessed).
     """
-    d = _date(day, "day")
+    d = check_date(day, "day")
     lo, hi = _window(d, demand_days, "demand_days")
     t = _sku_days(stock, consumption, lo, hi)
     demand = (t.units_issued + t.units_unmet).cast("float64")
@@ -268,7 +252,7 @@ def reorder_points(
     lead = lines.group_by(["org_code", "npc"]).aggregate(
         lead_time_days=lines.lead_time_days.cast("float64").mean().cast("float64")
     )
-    today = stock.filter(stock.date == _lit(d)).select(*SKU_LOCATION, "on_hand_units")
+    today = stock.filter(stock.date == date_literal(d)).select(*SKU_LOCATION, "on_hand_units")
     joined = today.inner_join(stats, list(SKU_LOCATION)).left_join(lead, ["org_code", "npc"])
     safety = (
         SERVICE_LEVEL_Z
@@ -316,7 +300,9 @@ def reorder_point_breaches(
 
 
 def _priced_lines(orders: ir.Table, products: ir.Table, lo, hi) -> ir.Table:
-    t = orders.filter(orders.order_date.between(_lit(lo), _lit(hi)), orders.net_value.notnull())
+    t = orders.filter(
+        orders.order_date.between(date_literal(lo), date_literal(hi)), orders.net_value.notnull()
+    )
     t = t.inner_join(products.select("npc", "pack_size"), "npc")
     return t.mutate(units=(t.quantity.cast("int64") * t.pack_size.cast("int64")))
 
@@ -335,7 +321,7 @@ def spend(
     ``spend_lines``, ``spend_top1`` and ``spend_top2`` (the two largest line values). Unit
     price = spend / units: compute it from the released figures.
     """
-    lo, hi = _range(start, end)
+    lo, hi = date_range(start, end)
     t = _priced_lines(orders, products, lo, hi)
     t = _with_month(_with_products(t, products, by), "order_date", by)
     value = t.net_value.cast("float64")
@@ -369,7 +355,7 @@ def price_variation(
     leave the trusts: the ICB computes the same from each trust's released ``spend``
     (``fdp_kernel.figures.supply``); this expression is for a pooled table and the tests.
     """
-    lo, hi = _range(start, end)
+    lo, hi = date_range(start, end)
     t = _priced_lines(orders, products, lo, hi)
     t = _with_products(t, products, by)
     per_org = t.group_by(["org_code", *by]).aggregate(
@@ -398,8 +384,8 @@ def consumption_units(
     """Units issued and unmet in [``start``, ``end``]: columns ``*by``, ``units_issued``,
     ``units_unmet`` (int64). Divide by occupied bed days (released) for consumption per
     activity."""
-    lo, hi = _range(start, end)
-    t = consumption.filter(consumption.date.between(_lit(lo), _lit(hi)))
+    lo, hi = date_range(start, end)
+    t = consumption.filter(consumption.date.between(date_literal(lo), date_literal(hi)))
     t = _with_month(_with_products(t, products, by), "date", by)
     metrics = {
         "units_issued": ibis.coalesce(t.units_issued.sum(), 0).cast("int64"),

@@ -68,6 +68,7 @@ import ibis.expr.types as ir
 
 from fdp_kernel import codes
 from fdp_kernel.errors import UsageError
+from fdp_kernel.metrics.dates import check_date, date_literal
 
 # Policy targets are configuration: they change with each season's letter and planning round.
 TARGETS: dict[str, float] = {
@@ -141,16 +142,6 @@ STATUS_COLUMNS = ("nhs_number", "date_of_birth", "date_of_death", "imd_decile", 
 
 
 # -- dates ---------------------------------------------------------------------------------
-def _date(value: dt.date, name: str) -> dt.date:
-    if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
-        raise UsageError(f"{name} must be a datetime.date (not a datetime), got {value!r}")
-    return value
-
-
-def _lit(value: dt.date) -> ir.DateScalar:
-    return ibis.literal(value, type="date")
-
-
 def add_years(day: dt.date, years: int) -> dt.date:
     """``day`` + ``years`` as SQL engines add an interval: 29 February becomes 28 February."""
     year = day.year + years
@@ -249,7 +240,7 @@ class Rule:
 
     @classmethod
     def of(cls, cohort: str, on: dt.date, point: str = "", months: int = 12) -> Rule:
-        c, day = _cohort(cohort), _date(on, "on")
+        c, day = _cohort(cohort), check_date(on, "on")
         common = {"cohort": cohort, "point": point, "dose_kind": c.dose_kind, "doses": c.doses}
         if c.programme == "childhood":
             if months < 1:
@@ -358,7 +349,7 @@ def _status(
         grid.date_of_death.isnull() | (grid.date_of_death > grid.census),
     )
     if any(r.at_risk for r in rules):
-        recorded = ibis.coalesce(registers.diagnosis_date, _lit(EARLIEST))
+        recorded = ibis.coalesce(registers.diagnosis_date, date_literal(EARLIEST))
         risk = registers.filter(registers.condition.isin(FLU_RISK_REGISTERS))
         risk = risk.group_by("nhs_number").aggregate(at_risk_from=recorded.min())
         grid = grid.left_join(risk, "nhs_number").select(
@@ -559,7 +550,7 @@ def cumulative_weekly_uptake(
     whose first dose was on or before the week's end). This season has only the weeks that
     have ended by ``on``. Seasonal cohorts only. Week end dates: :func:`week_ends`.
     """
-    day = _date(on, "on")
+    day = check_date(on, "on")
     this = Season.of(day)
     rules = []
     for cohort in cohorts:
