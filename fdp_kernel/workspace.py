@@ -349,9 +349,13 @@ class Workspace:
             with con._open_gate():
                 con._session.createDataFrame(rows).createOrReplaceTempView(view)
             self._remote_views[view] = plan
-        self._remote.setdefault(plan.provider, con)
         with con._open_gate():
             return con.table(view)
+
+    def _other_engines(self) -> list:
+        """The gated PostgreSQL backends and the Spark session this workspace opened."""
+        engines = [c for c in self._remote.values() if c is not self._spark_con]
+        return engines + ([self._spark_con] if self._spark_con is not None else [])
 
     def _postgres(self, code: str):
         if code not in self._remote:
@@ -462,7 +466,8 @@ class Workspace:
     def _plans_of(self, obj) -> list[ViewPlan]:
         if not isinstance(obj, ir.Table):
             return []
-        return [self._views[n] for n in _leaf_names(obj) if n in self._views]
+        plans = {**self._views, **self._remote_views}
+        return [plans[n] for n in _leaf_names(obj) if n in plans]
 
     def _log_each(self, events: list[AuditEvent], providers: Sequence[str]) -> None:
         for org in (self.org, *providers):
@@ -497,7 +502,7 @@ class Workspace:
         PostgreSQL or Spark)."""
         for leaf in Lineage(expr).tables():
             source = getattr(leaf, "source", None)
-            if source is not None and any(source is c for c in self._remote.values()):
+            if source is not None and any(source is c for c in self._other_engines()):
                 return source
         return self._backend
 
@@ -520,7 +525,7 @@ class Workspace:
         for leaf in lineage.tables():
             source = getattr(leaf, "source", None)
             own = (source is self._backend and leaf.name in self._views) or (
-                any(source is c for c in self._remote.values()) and leaf.name in self._remote_views
+                any(source is c for c in self._other_engines()) and leaf.name in self._remote_views
             )
             if not own and not isinstance(leaf, ibis.expr.operations.InMemoryTable):
                 raise GovernanceError(
@@ -671,7 +676,7 @@ class Workspace:
         }
 
     def close(self) -> None:
-        for con in {id(c): c for c in (self._backend, *self._remote.values())}.values():
+        for con in (self._backend, *self._other_engines()):
             with con._open_gate():
                 con.disconnect()
 

@@ -348,3 +348,24 @@ def test_a_conditional_count_over_no_rows_is_zero(placed):
         none.agg(n=none.count(), admitted=none.count(where=none.tci_date.notnull()))
     )
     assert released.data.iloc[0].tolist() == [0, 0]
+
+
+def test_releases_of_shared_rows_are_audited_at_the_provider(placed):
+    """The local authority (moved with the trust) lists the trust's discharge-ready patients
+    under the direct-care agreement: the provider's log records the query and release."""
+    engine, fed = placed
+    from fdp_kernel.config import load_federation
+    from fdp_kernel.governance.audit import AuditLog
+
+    ws = _ws(fed, "direct_care", "701")
+    if engine == "postgres":  # declared gap: agreement views are not compiled there
+        with pytest.raises(GovernanceError, match="row-level agreements are not compiled"):
+            ws.table("inpatient_spells", source="RSA", columns=["spell_id", "org_code"])
+        return
+    log = AuditLog(load_federation(fed / "federation.yaml").audit_path("RSA"))
+    before = sum(1 for _ in log.entries())
+    spells = ws.table("inpatient_spells", source="RSA", columns=["spell_id", "org_code"])
+    ws.release(spells.filter(spells.org_code == "RSA").limit(5))
+    entries = list(log.entries())[before:]
+    assert [e["action"] for e in entries] == ["table", "query", "release"]
+    assert {e["agreement_id"] for e in entries} == {"DSA-DISCHARGE-DIRECT"}
