@@ -7,6 +7,7 @@ from pathlib import Path
 
 
 def add_ingest_parser(sub, common: argparse.ArgumentParser) -> None:
+    from fdp_kernel.cli import _date as iso_date  # the same date argument as every command
     from fdp_kernel.ingest.run import DEFAULT_BATCH_ROWS
 
     p = sub.add_parser(
@@ -32,7 +33,7 @@ def add_ingest_parser(sub, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--as-of",
-        type=_date,
+        type=iso_date,
         help="latest date a value may have (default: the federation's as_of, else today)",
     )
     p.add_argument("--delimiter", help="CSV delimiter (default ','; e.g. ';' or '\\t')")
@@ -55,21 +56,12 @@ def add_ingest_parser(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--ingest-id", help="with --export: only rows of this ingest")
 
 
-def _date(text: str):
-    import datetime as dt
-
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
-
-
 def run_ingest_command(args: argparse.Namespace, out, err) -> int:
     from fdp_kernel.config import load_federation
     from fdp_kernel.errors import UsageError
     from fdp_kernel.governance.policy import identify
     from fdp_kernel.ingest import quarantine
-    from fdp_kernel.ingest.run import ingest
+    from fdp_kernel.ingest.run import ingest, store_of
     from fdp_kernel.progress import Progress
     from fdp_kernel.workspace import find_federation
 
@@ -78,7 +70,7 @@ def run_ingest_command(args: argparse.Namespace, out, err) -> int:
     if args.quarantine:
         if args.files:
             raise UsageError("--quarantine lists or exports quarantined rows: give no FILEs")
-        store = Path(org.store)
+        store = store_of(org)
         if args.export:
             n = quarantine.export(
                 store, args.export, dataset=args.dataset, ingest_id=args.ingest_id

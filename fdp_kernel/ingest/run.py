@@ -64,7 +64,8 @@ def _recipe(fmt: str, dataset: str | None, mapping: SourceMapping, delimiter: st
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def _store_of(org: Organisation) -> Path:
+def store_of(org: Organisation) -> Path:
+    """The DuckDB file of a node; ingest refuses PostgreSQL and Spark nodes, saying why."""
     if org.engine != "duckdb":
         raise StoreError(
             f"{org.code}'s store is {org.store}: `fdp ingest` writes DuckDB node stores. Fix: "
@@ -151,7 +152,7 @@ def ingest(
     started = time.perf_counter()
     progress = progress or Silent()
     org = fed.org(org_code)
-    store = _store_of(org)
+    store = store_of(org)
     if not paths:
         raise UsageError("give at least one file to ingest")
     if batch_rows < 1:
