@@ -313,3 +313,26 @@ def test_supply_without_the_activity_purpose(act_as, federation):
     gloves = f.consumption_per_bed_day()
     assert isinstance(gloves, str) and sc.ACTIVITY in gloves
     assert "Glove units issued per occupied bed day" not in f.summary()["measure"].tolist()
+
+
+def test_headline_shows_rates_and_averages_with_their_fraction():
+    from fdp_kernel.figures.common import headline
+
+    table = headline(
+        [
+            ("Glove units issued per occupied bed day", 2.35, 1.6, ""),
+            ("Pathways", 1200, 1150, ""),
+            ("Within 18 weeks (%)", 64.0, 63.5, ">= 92%"),
+            ("Suppressed", None, 3, ""),
+        ]
+    ).set_index("measure")
+    assert table.loc[
+        "Glove units issued per occupied bed day", ["now", "previous", "change"]
+    ].tolist() == ["2.4", "1.6", "+0.8"]
+    assert table.loc["Pathways", ["now", "previous", "change"]].tolist() == [
+        "1,200",
+        "1,150",
+        "+50",
+    ]
+    assert table.loc["Within 18 weeks (%)", "now"] == "64.0"
+    assert table.loc["Suppressed", ["now", "change"]].tolist() == ["*", "*"]

@@ -46,11 +46,13 @@ def check_as_of(ws, as_of: dt.date, *, month_end_only: bool = True) -> dt.date:
 
 def headline(rows: list[tuple[str, object, object, str]]) -> pd.DataFrame:
     """A headline table: measure, now, previous period, change, standard. A measure whose
-    name has "%" or "weeks)" is shown to 1 decimal place, others as whole numbers; "-" where
-    a figure was not computed and "*" where it is suppressed."""
+    name has "%" or "(weeks)", or whose figures have fractions (a rate, an average), is shown
+    to 1 decimal place, others as whole numbers; "-" where a figure was not computed and "*"
+    where it is suppressed."""
     out = []
     for measure, now, before, standard in rows:
-        decimals = "%" in measure or "(weeks)" in measure
+        fractional = any(_number(v) and not float(v).is_integer() for v in (now, before))
+        decimals = "%" in measure or "(weeks)" in measure or fractional
         change = now - before if _number(now) and _number(before) else None
         out.append(
             {
