@@ -104,6 +104,8 @@ class Workspace:
         self.org = org
         self.today = dt.date.today()
         self._backend = GatedDuckDB().connect()
+        # No progress bar: a query over 2 s would print one into notebooks and reports.
+        self._backend.con.execute("SET enable_progress_bar = false")
         self._backend._arm()
         self._attached: set[str] = set()
         self._views: dict[str, ViewPlan] = {}  # view name -> plan
