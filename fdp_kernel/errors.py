@@ -33,6 +33,24 @@ class StoreError(FdpError):
 
 
 class GovernanceError(FdpError):
-    """A request that policy refuses. Always audited by the caller that raises it."""
+    """A request that policy refuses.
+
+    ``rule`` names the rule that refused it (``"purpose:dataset"``, ``"release:identifier"``
+    ...; every rule is listed in ``fdp_kernel.governance.rules``). The refusal is audited,
+    with its rule and reason, at the boundary where the request entered: the workspace (or
+    the node service) records it before the error reaches the person.
+    """
 
     exit_code = 5
+
+    def __init__(self, message: str, *, rule: str, agreement: str | None = None) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.agreement = agreement
+
+    def __reduce__(self):  # keyword-only arguments survive pickling (process pools)
+        return (_governance_error, (str(self), self.rule, self.agreement))
+
+
+def _governance_error(message: str, rule: str, agreement: str | None) -> GovernanceError:
+    return GovernanceError(message, rule=rule, agreement=agreement)

@@ -89,6 +89,7 @@ def test_append_and_verify(log: AuditLog) -> None:
         "action",
         "decision",
         "reason",
+        "rule",
         "details",
         "prev_hash",
         "hash",

@@ -47,6 +47,7 @@ class AuditEvent:
     agreement_id: str | None = None
     reason: str = ""
     details: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    rule: str = ""  # the rule that made the decision (fdp_kernel.governance.rules)
 
     def __post_init__(self) -> None:
         if not isinstance(self.action, str) or not self.action.strip():
@@ -54,8 +55,11 @@ class AuditEvent:
         if self.decision not in DECISIONS:
             raise UsageError(f"audit decision must be 'allow' or 'deny', not {self.decision!r}")
         optional = [v for v in (self.purpose, self.agreement_id) if v is not None]
-        if not all(isinstance(v, str) for v in (self.user, self.org, self.reason, *optional)):
-            raise UsageError("audit user, org, reason must be strings; purpose/agreement str|None")
+        texts = (self.user, self.org, self.reason, self.rule, *optional)
+        if not all(isinstance(v, str) for v in texts):
+            raise UsageError(
+                "audit user, org, reason, rule must be strings; purpose/agreement str|None"
+            )
         try:  # keep a JSON round-tripped copy: what append returns is exactly what is logged
             plain = json.loads(_canonical(dict(self.details)))
         except (TypeError, ValueError) as exc:
