@@ -71,7 +71,7 @@ def main(argv=None) -> list[Comparison]:
     parser.add_argument("--patients", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    from fdp_kernel.governance.spark import session
+    from fdp_kernel.engines.spark import session
     from fdp_kernel.placement import move_to_spark
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,7 +8,7 @@ See docs/governance.md for every field.
 from __future__ import annotations
 
 import datetime as dt
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,12 +17,15 @@ import yaml
 
 from fdp_kernel.catalog import CATALOG
 from fdp_kernel.codes import ORG_TYPES
+from fdp_kernel.engines import registry
 from fdp_kernel.errors import ConfigError, UsageError
 from fdp_kernel.governance.disclosure import DisclosureRules
 from fdp_kernel.governance.model import Agreement, Level, Purpose, PurposeKind, Role, User
 from fdp_kernel.identifiers import is_valid_ods_code
 
 FEDERATION_FILE = "federation.yaml"
+FEDERATION_ENV = "FDP_FEDERATION"
+DEMO_FEDERATION = Path("data") / "demo" / FEDERATION_FILE
 SCHEMA_VERSION = 1
 
 
@@ -39,10 +42,9 @@ class Organisation:
 
     @property
     def engine(self) -> str:
-        """``duckdb``, ``postgres`` or ``spark``: what holds and queries the node's data."""
-        if isinstance(self.store, Path):
-            return "duckdb"
-        return "spark" if self.store.startswith("spark://") else "postgres"
+        """The registered engine that holds and queries the node's data (``duckdb``,
+        ``postgres``, ``spark``...: ``fdp_kernel.engines.registry``)."""
+        return registry.engine_name(self.store)
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,30 @@ class _Checker:
         return out
 
 
+def find_federation(
+    environ: Mapping[str, str], given: Path | None = None, *, required: bool = True
+) -> Path | None:
+    """``given``, else ``$FDP_FEDERATION``, else ``data/demo/federation.yaml`` here or above.
+
+    The path is not checked: ``load_federation`` does that. When there is none, a
+    ``ConfigError`` saying how to make one, or ``None`` if not ``required``.
+    """
+    if given is not None:
+        return given
+    if environ.get(FEDERATION_ENV):
+        return Path(environ[FEDERATION_ENV])
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / DEMO_FEDERATION).exists():
+            return folder / DEMO_FEDERATION
+    if not required:
+        return None
+    raise ConfigError(
+        f"no federation file: set {FEDERATION_ENV} to your federation.yaml, or run `make demo` "
+        "(or `fdp synth`) to build the demo federation in data/demo"
+    )
+
+
 def load_federation(path: str | Path) -> Federation:
     """Read and validate a federation file (or the ``federation.yaml`` inside a folder)."""
     path = Path(path)
@@ -194,14 +220,14 @@ def load_federation(path: str | Path) -> Federation:
         key = check.text(entry, "key", where, required=False)
         audit = check.text(entry, "audit", where, required=False)
         data = check.text(entry, "data", where, required=False)
-        store_value = _store(check, store, where, path)
-        if isinstance(store_value, str) and store_value.startswith("spark://") and not data:
+        store_value, needs_data = _store(check, store, where, path)
+        if needs_data and not data:
             raise check.fail(
                 where,
                 "a Spark node needs `data`, the folder (or URL) of its Parquet tables",
                 "add e.g. `data: stores/RSA` (written by `fdp synth --spark RSA`)",
             )
-        if data and not (isinstance(store_value, str) and store_value.startswith("spark://")):
+        if data and not needs_data:
             raise check.fail(
                 where, "`data` is only used by Spark nodes", "remove it, or use a spark:// store"
             )
@@ -248,31 +274,17 @@ def _data(data: str, path: Path) -> Path | str:
     return data if "://" in data else (path.parent / data).resolve()
 
 
-def _store(check: _Checker, store: str, where: str, path: Path) -> Path | str:
-    """A DuckDB file relative to the federation file, a PostgreSQL URL or a Spark URL."""
-    if "://" not in store:
-        return (path.parent / store).resolve()
-    if store.startswith("spark://"):
-        from fdp_kernel.governance.spark import master_url
-
-        try:
-            master_url(store)
-        except ConfigError as exc:
-            raise check.fail(where, str(exc), "see docs/engines.md for store URLs") from None
-        return store
-    if not store.startswith(("postgresql://", "postgres://")):
-        raise check.fail(
-            where,
-            f"unsupported store {store!r}",
-            "use a DuckDB file path, a postgresql://host:port/database URL or a spark:// URL",
-        )
-    if re.search(r"//[^/@]*:[^/@]*@", store):
-        raise check.fail(
-            where,
-            "the store URL contains a password",
-            "remove it; set PGPASSWORD or ~/.pgpass for the node's users instead",
-        )
-    return store
+def _store(check: _Checker, store: str, where: str, path: Path) -> tuple[Path | str, bool]:
+    """(store, whether the node needs ``data``): a DuckDB file relative to the federation
+    file, or the URL of a registered engine, checked by that engine's adapter."""
+    value: Path | str = store if "://" in store else (path.parent / store).resolve()
+    try:
+        adapter = registry.adapter_for(value)
+        if isinstance(value, str):
+            adapter.check_url(value)
+    except ConfigError as exc:
+        raise check.fail(where, str(exc), "see docs/engines.md for store URLs") from None
+    return value, adapter.needs_data
 
 
 def _entries(check: _Checker, raw: Any, section: str) -> list[tuple[str, dict, str]]:

@@ -47,7 +47,7 @@ def _duckdb_store(fed_path: Path, org: str) -> Path:
 def move_to_spark(fed_path: Path, org: str, store: str = SPARK_LOCAL) -> Path:
     """Export ``org``'s DuckDB store as Parquet beside it and point the federation at Spark.
     Returns the node's Parquet folder; the DuckDB file is removed once the file is rewritten."""
-    from fdp_kernel.governance.spark import master_url, write_parquet
+    from fdp_kernel.engines.spark import master_url, write_parquet
 
     master_url(store)
     fed_path = Path(fed_path)
@@ -65,7 +65,7 @@ def move_to_postgres(fed_path: Path, org: str, admin_url: str) -> str:
     login; its password from PGPASSWORD or ~/.pgpass), enforce the node's policy there, and
     point the federation at the server. Returns the store URL written (no user, no password).
     """
-    from fdp_kernel.governance import postgres as pg
+    from fdp_kernel.engines import postgres_policy as pg
 
     url = urlparse(admin_url)
     if url.scheme not in ("postgresql", "postgres") or not url.hostname or not url.path[1:]:

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from fdp_kernel.config import load_federation
+from fdp_kernel.engines.spark import master_url
 from fdp_kernel.errors import ConfigError, UsageError
-from fdp_kernel.governance.spark import master_url
 from fdp_kernel.placement import move_to_spark, parse_postgres_option
 from tests.test_config import GOOD, write
 
@@ -56,7 +56,7 @@ def test_bad_engine_entries_say_what_to_write(tmp_path, entry, message):
 
 
 def test_a_missing_spark_driver_names_the_extra(monkeypatch):
-    import fdp_kernel.governance.spark as spark
+    import fdp_kernel.engines.spark as spark
 
     monkeypatch.setitem(sys.modules, "pyspark", None)  # as if pyspark were not installed
     monkeypatch.setitem(sys.modules, "pyspark.sql", None)
@@ -66,7 +66,7 @@ def test_a_missing_spark_driver_names_the_extra(monkeypatch):
 
 
 def test_a_missing_postgres_driver_names_the_extra(monkeypatch):
-    from fdp_kernel.governance.gate import gated_postgres
+    from fdp_kernel.engines.postgres import gated_postgres
 
     monkeypatch.setitem(sys.modules, "ibis.backends.postgres", None)
     with pytest.raises(ConfigError, match=r"pip install 'fdp\[postgres\]'"):

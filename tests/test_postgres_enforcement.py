@@ -20,11 +20,11 @@ from psycopg import errors, sql
 import fdp_kernel
 from fdp_kernel.catalog import dataset
 from fdp_kernel.config import Federation, load_federation
+from fdp_kernel.engines import postgres_policy as pg
+from fdp_kernel.engines import sql as engine_sql
 from fdp_kernel.errors import GovernanceError, StoreError, UsageError
-from fdp_kernel.governance import postgres as pg
 from fdp_kernel.governance.keys import derive, read_key
 from fdp_kernel.governance.policy import plan_table
-from fdp_kernel.governance.views import duckdb_pseudonym
 from fdp_kernel.stores import quote
 from tests.conftest import OPERATOR
 from tests.fixtures import postgres as postgres_fixtures
@@ -74,14 +74,14 @@ def exact_count(purpose: str, name: str) -> int:
     """The DuckDB workspace's governed count, read under the gate (test-only peek)."""
     with fdp_kernel.connect(purpose=purpose, org=ORG) as ws:
         table = ws.table(name)
-        with ws._backend._open_gate():
+        with table.get_backend()._open_gate():
             return int(table.count().to_pandas())
 
 
 def duckdb_column(purpose: str, name: str, column: str) -> set:
     with fdp_kernel.connect(purpose=purpose, org=ORG) as ws:
         table = ws.table(name)
-        with ws._backend._open_gate():
+        with table.get_backend()._open_gate():
             return set(table[column].to_pandas())
 
 
@@ -161,7 +161,11 @@ def test_pseudonyms_equal_duckdb_and_python_and_differ_between_purposes(node, ac
 def test_the_sql_pseudonym_is_byte_identical_to_python_and_duckdb(node, value):
     key = derive(b"\x01" * 32, "purpose:test")
     got = node.sql(None, "SELECT fdp_private.pseudonym(%s, %s, %s)", [key.inner, key.outer, value])
-    duck = duckdb.connect().execute(f"SELECT {duckdb_pseudonym('?', key)}", [value]).fetchone()
+    duck = (
+        duckdb.connect()
+        .execute(f"SELECT {engine_sql.inline_pseudonym(engine_sql.DUCKDB, key)('?')}", [value])
+        .fetchone()
+    )
     assert got[0][0] == key.pseudonym(value) == duck[0]
     assert node.sql(None, "SELECT fdp_private.pseudonym('a', 'b', NULL)") == [(None,)]
 

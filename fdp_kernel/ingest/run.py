@@ -25,7 +25,6 @@ from pathlib import Path
 
 import duckdb
 
-from fdp_kernel import __version__
 from fdp_kernel.catalog import CATALOG
 from fdp_kernel.catalog import dataset as catalogue_dataset
 from fdp_kernel.config import Federation, Organisation
@@ -41,6 +40,7 @@ from fdp_kernel.ingest.report import FileReport, IngestReport
 from fdp_kernel.ingest.validate import Context
 from fdp_kernel.progress import Progress, Silent
 from fdp_kernel.stores import META_TABLE, arrow_schema, create_table_sql, quote, write_store
+from fdp_kernel.version import __version__
 
 DEFAULT_BATCH_ROWS = 1_000_000
 
@@ -70,7 +70,7 @@ def store_of(org: Organisation) -> Path:
         raise StoreError(
             f"{org.code}'s store is {org.store}: `fdp ingest` writes DuckDB node stores. Fix: "
             "ingest into a DuckDB store, then copy it into PostgreSQL with "
-            "fdp_kernel.governance.postgres.load_store (see docs/postgres.md)"
+            "fdp_kernel.engines.postgres_policy.load_store (see docs/postgres.md)"
         )
     return Path(org.store)
 

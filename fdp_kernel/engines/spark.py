@@ -11,7 +11,7 @@ A Spark node's entry in the federation file names the engine and the data::
 ``?cores=N`` to choose); any other ``spark://host:port`` is a standalone cluster master. Every
 workspace gets its own Spark session (``SparkSession.newSession``: separate temporary views,
 shared context), in which the node's raw datasets are temporary views and the purpose's
-governed views are built over them with the same plan as on DuckDB (``views.spark_view_sql``).
+governed views are built over them with the same plan as on DuckDB (``sql.view_sql``).
 Enforcement is in the driver process, as for an embedded DuckDB store: docs/engines.md.
 """
 
@@ -25,10 +25,15 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import duckdb
+import pyarrow as pa
 
 from fdp_kernel.catalog import DATASETS
+from fdp_kernel.config import Organisation
+from fdp_kernel.engines import sql
+from fdp_kernel.engines.base import Engine, EngineContext, KeySource
+from fdp_kernel.engines.gate import Gated
 from fdp_kernel.errors import ConfigError, StoreError
-from fdp_kernel.governance.gate import Gated
+from fdp_kernel.governance.policy import ViewPlan
 from fdp_kernel.stores import META_TABLE, quote
 
 SCHEME = "spark://"
@@ -101,8 +106,8 @@ def session(store: str):
         return spark
 
 
-def gated_spark(store: str):
-    """A gated Ibis PySpark backend over a new session of the process's Spark context."""
+def _backend_class():
+    """Ibis's PySpark backend with fdp's compiler (the one every Spark engine uses)."""
     try:
         import ibis
         from ibis.backends.pyspark import Backend as PySparkBackend
@@ -113,10 +118,15 @@ def gated_spark(store: str):
             "this node is stored on Spark and PySpark is not installed: pip install 'fdp[spark]'"
         ) from None
 
-    class GatedSpark(Gated, PySparkBackend):
-        """A Spark node read through governed temporary views in this workspace's session."""
-
+    class SparkBackend(PySparkBackend):
         compiler = _compiler()
+
+        def _register_in_memory_table(self, op) -> None:
+            """In-memory tables as Arrow (PySpark 4 reads it): Ibis goes through pandas,
+            where a nullable integer column becomes floats that Spark reads as nulls (found
+            by the metric spec tests on Spark)."""
+            rows = op.data.to_pyarrow(op.schema)
+            self._session.createDataFrame(rows).createOrReplaceTempView(op.name)
 
         def disconnect(self) -> None:
             """Drop this session's views; the process's Spark context stays for others."""
@@ -125,8 +135,23 @@ def gated_spark(store: str):
                 if table.isTemporary:
                     catalog.dropTempView(table.name)
 
+    return SparkBackend
+
+
+def spark_backend(spark_session):
+    """An ungated Ibis backend over ``spark_session`` with fdp's compiler: for the metric
+    spec tests and tools that hold no governed data."""
+    return _backend_class()().connect(spark_session)
+
+
+def gated_spark(store: str, on_refuse=None):
+    """A gated Ibis PySpark backend over a new session of the process's Spark context."""
+
+    class GatedSpark(Gated, _backend_class()):
+        """A Spark node read through governed temporary views in this workspace's session."""
+
     con = GatedSpark().connect(session(store).newSession())
-    con._arm()
+    con._arm(on_refuse)
     return con
 
 
@@ -211,3 +236,58 @@ def write_parquet(store: Path, folder: Path) -> dict[str, int]:
         shutil.rmtree(folder)
     os.replace(tmp, folder)
     return counts
+
+
+class SparkEngine(Engine):
+    """Nodes stored as Parquet, read in this workspace's own Spark session: the node's raw
+    datasets are temporary views, and governed views are built over them."""
+
+    name = "spark"
+    needs_data = True
+
+    @classmethod
+    def check_url(cls, store: str) -> None:
+        master_url(store)
+
+    @classmethod
+    def instance_key(cls, org: Organisation) -> str:
+        return f"spark:{master_url(str(org.store))}"  # one session per master
+
+    def __init__(self, ctx: EngineContext, store: str) -> None:
+        super().__init__(ctx)
+        self._backend = gated_spark(store, ctx.on_refuse)
+
+    @classmethod
+    def open(cls, ctx: EngineContext, org: Organisation) -> SparkEngine:
+        return cls(ctx, str(org.store))
+
+    @property
+    def backend(self):
+        return self._backend
+
+    def governed_table(self, org: Organisation, plan: ViewPlan, view: str, key: KeySource):
+        con = self._backend
+        check_master(str(org.store), con)
+        if view not in self.plans:
+            needed = {plan.dataset} | ({"patients"} if plan.opt_out else set())
+            for name in sorted(needed):
+                register_raw(con, plan.provider, org.data, name)
+            secret = key() if plan.key_label else None
+            table = lambda name: raw_view(plan.provider, name)  # noqa: E731
+            with con._open_gate():
+                con._session.sql(sql.view_sql(plan, view, sql.SPARK, table, secret, temporary=True))
+            self.plans[view] = plan
+        with con._open_gate():
+            return con.table(view)
+
+    def import_rows(self, view: str, rows: pa.Table, plan: ViewPlan):
+        con = self._backend
+        if view not in self.plans:
+            with con._open_gate():
+                con._session.createDataFrame(rows).createOrReplaceTempView(view)
+            self.plans[view] = plan
+        with con._open_gate():
+            return con.table(view)
+
+    def fingerprint(self, org: Organisation) -> object:
+        return (org.store, str(org.data or ""))

@@ -1,13 +1,18 @@
 """PostgreSQL enforcement: a node's policy compiled to schemas, roles, grants and views.
 
+(The node's engine adapter, which reads these views for a workspace, is ``engines.postgres``.)
+
 ``load_store`` copies a node's tables into schema ``raw``. ``apply_policy`` compiles the
 federation file so that an analyst's own database login cannot read past their purposes, even
 with plain SQL and no fdp code (docs/postgres.md lists the objects): ``raw`` and
 ``fdp_private`` (keys, pseudonym functions) are owner-only; each purpose with data at the node
 gets schema ``p_<purpose>`` of materialized views built from the same ``ViewPlan`` as the
 DuckDB workspace (columns, own rows, opt-out, pseudonyms) and a NOLOGIN role
-``fdp_<org>_<purpose>`` with SELECT on them alone; each user gets a LOGIN role, member of the
-purpose roles they hold at the node.
+``fdp_<org>_<purpose>`` with SELECT on them alone; each row-level agreement in force under
+which the node shares data gets schema ``a_<agreement>`` (the agreed columns, the agreement's
+linkage pseudonyms) and role ``fdp_<org>_a_<agreement>``, held by the users of the recipient
+organisations who hold the agreement's purpose there; each user gets a LOGIN role, member of
+exactly those roles.
 
 Why materialized views owned by the applier, not plain views (PostgreSQL 15):
 
@@ -46,20 +51,27 @@ from psycopg import sql as pgsql
 
 from fdp_kernel.catalog import DATASETS, Dataset
 from fdp_kernel.config import Federation
+from fdp_kernel.engines.postgres import (
+    PG_TYPES,
+    agreement_role,
+    agreement_schema,
+    purpose_role,
+    purpose_schema,
+)
+from fdp_kernel.engines.sql import POSTGRES, pseudonym, where_clause
 from fdp_kernel.errors import ConfigError, GovernanceError, StoreError, UsageError
-from fdp_kernel.governance.keys import PSEUDONYM_LENGTH, derive, read_key
-from fdp_kernel.governance.policy import ViewPlan, is_public_reference, plan_table
-from fdp_kernel.governance.views import where_clause
+from fdp_kernel.governance.keys import derive, read_key
+from fdp_kernel.governance.policy import (
+    ViewPlan,
+    agreement_plans,
+    is_public_reference,
+    plan_table,
+)
 from fdp_kernel.stores import quote, read_meta
 
 RAW, PRIVATE = "raw", "fdp_private"
 PURPOSE_MARKER = "fdp purpose schema"  # comment on the schemas apply_policy owns and rebuilds
 MAX_IDENTIFIER = 63  # PostgreSQL silently truncates longer names: refuse them instead
-PG_TYPES = {
-    "string": "text", "date": "date", "timestamp": "timestamp", "boolean": "boolean",
-    "int8": "smallint", "int16": "smallint", "int32": "integer", "int64": "bigint",
-    "float64": "double precision",
-}  # fmt: skip
 
 Admin = str | psycopg.Connection[Any]  # a libpq DSN, or an open connection, of the node owner
 
@@ -92,14 +104,6 @@ def create_table_sql(ds: Dataset, schema: str = RAW) -> str:
     return f"CREATE TABLE IF NOT EXISTS {quote(schema)}.{quote(ds.name)} (\n  {body}\n)"
 
 
-def purpose_schema(purpose_id: str) -> str:
-    return f"p_{purpose_id}"
-
-
-def purpose_role(org: str, purpose_id: str) -> str:
-    return f"fdp_{org}_{purpose_id}".lower()
-
-
 def node_plans(fed: Federation, org: str, today: dt.date) -> dict[str, list[ViewPlan]]:
     """Purpose id -> its governed tables at ``org``: the datasets it allows that the node
     holds, then the public reference datasets. Purposes with no data here are left out."""
@@ -124,20 +128,19 @@ def matview_sql(plan: ViewPlan, schema: str) -> str:
         if col.pseudonymise:
             ref = f"{PRIVATE}.pseudonym(k.inner_key, k.outer_key, CAST({ref} AS text))"
         items.append(f"{ref} AS {quote(col.name)}")
-    sources = f"{(source := quote(RAW))}.{quote(plan.dataset)} AS src"
+    sources = f"{quote(RAW)}.{quote(plan.dataset)} AS src"
     if plan.key_label:
         sources += f"\nCROSS JOIN {PRIVATE}.key({lit(plan.key_label)}) AS k"
+    table = lambda name: f"{quote(RAW)}.{quote(name)}"  # noqa: E731
     return (
         f"CREATE MATERIALIZED VIEW {ident(schema)}.{quote(plan.dataset)} AS\nSELECT\n  "
         + ",\n  ".join(items)
-        + f"\nFROM {sources}\nWHERE {where_clause(plan, source)}\nWITH DATA"
+        + f"\nFROM {sources}\nWHERE {where_clause(plan, POSTGRES, table)}\nWITH DATA"
     )
 
 
 # -- fixed SQL: every name schema-qualified, so no search_path can redirect it -------------
-_HEX = "pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to({}, 'UTF8')), 'hex')"
-_CAT = "{} OPERATOR(pg_catalog.||) {}"
-_PSEUDONYM = _HEX.format(_CAT.format("outer_key", _HEX.format(_CAT.format("inner_key", "value"))))
+_PSEUDONYM = pseudonym(POSTGRES, "value", "inner_key", "outer_key")
 _PRIVATE_DDL = [
     f"CREATE SCHEMA IF NOT EXISTS {PRIVATE}",
     f"CREATE TABLE IF NOT EXISTS {PRIVATE}.keys "
@@ -145,7 +148,7 @@ _PRIVATE_DDL = [
     # A plain SQL expression (STABLE: convert_to is), so PostgreSQL inlines it: ~2 s/1M rows.
     f"CREATE OR REPLACE FUNCTION {PRIVATE}.pseudonym(inner_key text, outer_key text, "
     "value text) RETURNS text LANGUAGE sql STABLE STRICT PARALLEL SAFE\n"
-    f"AS $fn$ SELECT pg_catalog.substr({_PSEUDONYM}, 1, {PSEUDONYM_LENGTH}) $fn$",
+    f"AS $fn$ SELECT {_PSEUDONYM} $fn$",
     # Fail closed: a view whose key is missing refuses to build rather than show anything.
     f"CREATE OR REPLACE FUNCTION {PRIVATE}.key(key_label text) RETURNS SETOF {PRIVATE}.keys "
     "LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$\nBEGIN\n"
@@ -216,7 +219,7 @@ def _on_database(template: str, *roles: str) -> str:
 @dataclass(frozen=True)
 class CompiledPolicy:
     """A node's policy as SQL: ``setup`` runs before the keys are loaded, ``build`` after.
-    ``views``: purpose schema -> datasets; ``members``: purpose role -> login roles;
+    ``views``: schema -> datasets; ``members``: purpose or agreement role -> login roles;
     ``labels``: the keys the views need. Nothing here is secret."""
 
     org: str
@@ -227,12 +230,50 @@ class CompiledPolicy:
     labels: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class _Grant:
+    """One schema of views and the NOLOGIN role that may read it."""
+
+    schema: str
+    role: str
+    plans: list[ViewPlan]
+    members: tuple[str, ...]
+    comment: str
+
+
+def _grants(fed: Federation, org: str, today: dt.date) -> list[_Grant]:
+    """The purposes' schemas at ``org`` (members: users holding the purpose there), then the
+    row-level agreements' (members: users holding the agreement's purpose at a recipient)."""
+    out = [
+        _Grant(
+            purpose_schema(pid),
+            purpose_role(org, pid),
+            plans,
+            tuple(u.id for u in fed.users.values() if pid in u.purposes_at(org)),
+            f"{PURPOSE_MARKER}: {pid} at {org}",
+        )
+        for pid, plans in node_plans(fed, org, today).items()
+    ]
+    for aid, plans in agreement_plans(fed, org, today).items():
+        a = fed.agreements[aid]
+        users = tuple(
+            u.id
+            for u in fed.users.values()
+            if any(a.purpose in u.purposes_at(r) for r in a.recipients if r != org)
+        )
+        comment = f"{PURPOSE_MARKER}: agreement {aid} from {org}"
+        out.append(_Grant(agreement_schema(aid), agreement_role(org, aid), plans, users, comment))
+    return out
+
+
 def compile_node(fed: Federation, org: str, *, today: dt.date | None = None) -> CompiledPolicy:
     """Compile node ``org``'s policy (see the module docstring for what it creates)."""
-    plans = node_plans(fed, org, today or dt.date.today())
-    roles = {pid: purpose_role(org, pid) for pid in plans}
-    if len(set(roles.values())) != len(roles):
-        raise ConfigError(f"purpose ids at {org} collide once lower-cased: {sorted(roles)}")
+    grants = _grants(fed, org, today or dt.date.today())
+    roles = [g.role for g in grants]
+    if len(set(roles)) != len(roles) or len({g.schema for g in grants}) != len(grants):
+        raise ConfigError(
+            f"purpose or agreement ids at {org} collide once lower-cased: {sorted(roles)}"
+        )
     prefix = purpose_role(org, "")
     marker, n = lit(PURPOSE_MARKER + ":%"), len(prefix)
     setup = [
@@ -243,31 +284,29 @@ def compile_node(fed: Federation, org: str, *, today: dt.date | None = None) -> 
         _OWNER_ONLY,
         _do(_RESET.format(marker=marker, n=n, prefix=lit(prefix))),
     ]
-    members = {
-        roles[pid]: tuple(u.id for u in fed.users.values() if pid in u.purposes_at(org))
-        for pid in plans
-    }
-    logins = sorted({u for users in members.values() for u in users}, key=list(fed.users).index)
+    members = {g.role: g.members for g in grants}
+    order = list(fed.users).index
+    logins = sorted({u for users in members.values() for u in users}, key=order)
     if bad := [u for u in logins if re.match(r"(?i)(public$|pg_|fdp_)", u)]:
         raise ConfigError(f"user ids {bad} are reserved in PostgreSQL or by fdp: rename them")
-    names = [ident(r) and lit(r) for r in [*roles.values(), *logins]]
+    names = [ident(r) and lit(r) for r in [*roles, *logins]]
     flags = ["false"] * len(roles) + ["true"] * len(logins)
     build = [_do(_ENSURE_ROLES.format(names=", ".join(names), logins=", ".join(flags)))]
-    for pid, purpose_plans in plans.items():
-        schema, role = ident(purpose_schema(pid)), ident(roles[pid])
-        tables = ", ".join(f"{schema}.{quote(p.dataset)}" for p in purpose_plans)
+    for g in grants:
+        schema, role = ident(g.schema), ident(g.role)
+        tables = ", ".join(f"{schema}.{quote(p.dataset)}" for p in g.plans)
         build += [
             f"CREATE SCHEMA {schema}",
-            f"COMMENT ON SCHEMA {schema} IS {lit(f'{PURPOSE_MARKER}: {pid} at {org}')}",
-            *(matview_sql(p, purpose_schema(pid)) for p in purpose_plans),
-            _on_database("GRANT CONNECT, TEMPORARY ON DATABASE %I TO %I", roles[pid]),
+            f"COMMENT ON SCHEMA {schema} IS {lit(g.comment)}",
+            *(matview_sql(p, g.schema) for p in g.plans),
+            _on_database("GRANT CONNECT, TEMPORARY ON DATABASE %I TO %I", g.role),
             f"GRANT USAGE ON SCHEMA {schema} TO {role}",
             f"GRANT SELECT ON {tables} TO {role}",
         ]
-        if members[roles[pid]]:
-            build.append(f"GRANT {role} TO {', '.join(map(ident, members[roles[pid]]))}")
-    views = {purpose_schema(pid): tuple(p.dataset for p in ps) for pid, ps in plans.items()}
-    labels = tuple(sorted({p.key_label for ps in plans.values() for p in ps if p.key_label}))
+        if g.members:
+            build.append(f"GRANT {role} TO {', '.join(map(ident, g.members))}")
+    views = {g.schema: tuple(p.dataset for p in g.plans) for g in grants}
+    labels = tuple(sorted({p.key_label for g in grants for p in g.plans if p.key_label}))
     return CompiledPolicy(org, setup, build, views, members, labels)
 
 
@@ -309,7 +348,8 @@ def _verify(conn: psycopg.Connection[Any], policy: CompiledPolicy) -> None:
     if set(granted) != expected or leaks:
         raise GovernanceError(
             f"policy check failed, nothing applied: memberships {sorted(set(granted))}; login "
-            f"roles reaching raw data or keys by other grants: {[r[0] for r in leaks]}"
+            f"roles reaching raw data or keys by other grants: {[r[0] for r in leaks]}",
+            rule="engine:policy-check",
         )
 
 
@@ -325,8 +365,7 @@ def apply_policy(
     SCRAM verifiers computed here, never in clear text.
     """
     policy = compile_node(fed, org)
-    secret = read_key(fed.org(org).key, owner=org) if policy.labels else b""
-    keys = [derive(secret, label) for label in policy.labels]
+    keys = [_label_key(fed, org, label) for label in policy.labels]
     if unknown := set(passwords or {}) - {u for m in policy.members.values() for u in m}:
         raise UsageError(f"passwords given for users with no role at {org}: {sorted(unknown)}")
     with _connection(admin) as conn, conn.transaction():
@@ -345,6 +384,16 @@ def apply_policy(
             conn.execute(f"ALTER ROLE {ident(user)} PASSWORD {lit(verifier.decode())}")
         _verify(conn, policy)
     return policy
+
+
+def _label_key(fed: Federation, org: str, label: str):
+    """The derived key of a label: an agreement's from its shared linkage key, a purpose's
+    from the node key (read first: a missing or unprotected key refuses before any change)."""
+    kind, _, ident_ = label.partition(":")
+    if kind == "agreement":
+        path = fed.agreements[ident_].key
+        return derive(read_key(Path(path) if path else None, owner=f"agreement {ident_}"), label)
+    return derive(read_key(fed.org(org).key, owner=org), label)
 
 
 def refresh_views(admin: Admin) -> int:
