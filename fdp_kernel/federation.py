@@ -9,11 +9,14 @@ force) or failed (store missing, engine error) and why: nothing is dropped silen
 
 A query is either a function of a node (``lambda node: metric(node.table("rtt_pathways"))``)
 or an Ibis expression over catalogue tables (``fdp_kernel.catalog.table("rtt_pathways")``).
+
+Which nodes are asked, under which agreement, is policy's answer
+(``governance.policy.federated_nodes``); the requester's workspace opens the node workspaces
+and audits the request. This module only runs the query at each node and combines.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import os
 import time
@@ -27,8 +30,6 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from fdp_kernel.errors import FdpError, GovernanceError
-from fdp_kernel.governance.audit import AuditEvent
-from fdp_kernel.governance.model import Agreement
 from fdp_kernel.governance.released import Released
 
 Query = Callable[[Any], ir.Table] | ir.Table
@@ -101,23 +102,6 @@ class FederatedResult:
         return f"{title}{body}<p><small>{html.escape(self.caption)}</small></p>{extra}"
 
 
-def agreements_for(fed, purpose: str, provider: str, recipient: str) -> list[Agreement]:
-    return [
-        a
-        for a in fed.agreements.values()
-        if a.purpose == purpose and provider in a.providers and recipient in a.recipients
-    ]
-
-
-def default_orgs(ws) -> list[str]:
-    """Every provider named by an agreement for this purpose with the requester as recipient."""
-    seen: list[str] = []
-    for a in ws.federation.agreements.values():
-        if a.purpose == ws.purpose.id and ws.org in a.recipients:
-            seen += [p for p in a.providers if p not in seen]
-    return seen
-
-
 def _bind(query: Query, node) -> ir.Table:
     if callable(query):
         return query(node)
@@ -126,50 +110,34 @@ def _bind(query: Query, node) -> ir.Table:
     return query.op().replace(mapping).to_expr()
 
 
-def run_federated(ws, query: Query, orgs: Sequence[str] | None, title, spec) -> FederatedResult:
+def run_at_nodes(
+    nodes: Mapping[str, Any], query: Query, title: str | None, spec: Mapping[str, Any]
+) -> FederatedResult:
+    """Run ``query`` at each node and combine what they release.
 
-    orgs = list(orgs) if orgs is not None else default_orgs(ws)
-    if not orgs:
-        raise GovernanceError(
-            f"no agreement names {ws.org} as a recipient for purpose {ws.purpose.id}, so there "
-            "is no node to ask; a data sharing agreement is needed first"
-        )
+    ``nodes`` maps each organisation asked, in order, to its node workspace (whose public
+    ``table`` and ``release`` apply that node's policy, disclosure control and audit), or to the
+    policy decision that declined it. A node's refusal is "declined", any other failure
+    "failed", with the reason: nothing is dropped silently. The caller audits the request.
+    """
 
     def at_node(org: str) -> NodeOutcome:
+        node = nodes[org]
+        if not hasattr(node, "release"):  # declined by policy: a Decision
+            return NodeOutcome(org, "declined", node.reason, node.agreement)
         start = time.perf_counter()
-        live = [
-            a
-            for a in agreements_for(ws.federation, ws.purpose.id, org, ws.org)
-            if a.in_force(ws.today)
-        ]
-        if org == ws.org:
-            reason = "the requester's own node: use ws.table there, not ws.federated"
-            return NodeOutcome(org, "declined", reason)
-        if not live:
-            known = agreements_for(ws.federation, ws.purpose.id, org, ws.org)
-            reason = (
-                f"agreement {known[0].id} is not in force on {ws.today} "
-                f"(valid {known[0].valid_from} to {known[0].valid_to})"
-                if known
-                else f"no data sharing agreement lets {org} share with {ws.org} for {ws.purpose.id}"
-            )
-            ws._log(ws._event("deny", "deny", reason, request="federated", node=org), org)
-            return NodeOutcome(org, "declined", reason)
-        agreement = live[0]
+        agreement = node.agreement.id
         try:
-            node = ws._node(org, agreement)
             released = node.release(_bind(query, node), title=title, **spec)
         except GovernanceError as exc:
-            return NodeOutcome(org, "declined", str(exc), agreement.id)
+            return NodeOutcome(org, "declined", str(exc), agreement)
         except (FdpError, Exception) as exc:  # a node's failure is reported, never dropped
-            reason = f"{type(exc).__name__}: {exc}"
-            ws._log(
-                ws._event("deny", "deny", reason, agreement.id, request="federated", node=org), org
-            )
-            return NodeOutcome(org, "failed", reason, agreement.id)
-        return NodeOutcome(org, "ok", "", agreement.id, time.perf_counter() - start, released)
+            return NodeOutcome(org, "failed", f"{type(exc).__name__}: {exc}", agreement)
+        return NodeOutcome(org, "ok", "", agreement, time.perf_counter() - start, released)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(len(orgs), (os.cpu_count() or 2) * 2))) as pool:
+    orgs = list(nodes)
+    workers = max(1, min(len(orgs), (os.cpu_count() or 2) * 2))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         outcomes = {o.org: o for o in pool.map(at_node, orgs)}
     frames, hidden = [], []
     for org in orgs:
@@ -180,34 +148,4 @@ def run_federated(ws, query: Query, orgs: Sequence[str] | None, title, spec) -> 
     data = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"org": []})
     data = data[["org", *[c for c in data.columns if c != "org"]]]
     suppressed = pd.concat(hidden, ignore_index=True) if hidden else pd.DataFrame()
-    result = FederatedResult(data, suppressed.fillna(""), outcomes, title)
-    ws._log(
-        AuditEvent(
-            "federated",
-            "allow",
-            ws.user,
-            ws.org,
-            ws.purpose.id,
-            agreement_id=",".join(sorted({o.agreement for o in outcomes.values() if o.agreement})),
-            reason="federated request combined",
-            details={
-                "title": title,
-                "nodes": orgs,
-                "ok": [o for o in orgs if outcomes[o].status == "ok"],
-                "declined": result.declined,
-                "failed": result.failed,
-                "partial": result.partial,
-            },
-        )
-    )
-    return result
-
-
-def restricted_purpose(purpose, agreement: Agreement):
-    """The purpose as a node applies it for one agreement: only the agreed datasets/columns."""
-    datasets = {
-        name: tuple(c for c in cols if c in agreement.datasets.get(name, ()))
-        for name, cols in purpose.datasets.items()
-        if name in agreement.datasets
-    }
-    return dataclasses.replace(purpose, datasets=datasets)
+    return FederatedResult(data, suppressed.fillna(""), outcomes, title)

@@ -6,8 +6,9 @@ Three nodes move to the engine under test: acute trust RSA, GP practice Y90001 a
 authority 701; the other nodes stay on DuckDB, so ICB views federate across engines. Each
 priority's figures object is built as its report template builds it and every public method
 that takes no required argument is called; every released table (after disclosure control)
-must equal DuckDB's. Gaps are declared in ``GAPS`` with their reason and asserted to fail the
-way declared, so a gap that closes is noticed.
+must equal DuckDB's. A gap is declared on the test or case that shows it (``notimpl``,
+``notyet``, ``never``: tests/conftest.py), with the error it raises, so a gap that closes fails
+the suite and is noticed.
 """
 
 from __future__ import annotations
@@ -71,20 +72,6 @@ CASES = [
     ("supply", "RSA"),
     ("supply", "QSY"),
 ]
-
-# Declared gaps: (engine, priority, org) -> (reason, the error the gap raises).
-GAPS: dict[tuple[str, str, str], tuple[str, str]] = {
-    ("postgres", "population", "QSY"): (
-        "linked PHM needs pseudonymised rows from each practice under DSA-PHM-ICB; row-level "
-        "agreements are not compiled into PostgreSQL views (docs/postgres.md)",
-        "row-level agreements are not compiled",
-    ),
-    ("postgres", "care", "701"): (
-        "the local authority reads the trust's identifiable discharge rows under "
-        "DSA-DISCHARGE-DIRECT; row-level agreements are not compiled into PostgreSQL views",
-        "row-level agreements are not compiled",
-    ),
-}
 
 
 def _methods(figures) -> Iterator[tuple[str, Callable]]:
@@ -182,19 +169,7 @@ def test_every_figure_equals_duckdb(placed, reference, case):
             got = collect(*case)
         except FdpError as exc:  # the figures object itself could not be built
             got = {"__init__": f"{type(exc).__name__}: {exc}"}
-    where = f"{engine}:{'/'.join(case)}"
-    if (gap := GAPS.get((engine, *case))) is not None:
-        reason, error = gap
-        failing = {
-            name: value
-            for name, value in got.items()
-            if isinstance(value, str) and value != reference[case].get(name)
-        }
-        assert failing, f"{where}: declared gap no longer fails; remove it from GAPS"
-        for name, value in failing.items():
-            assert error in value, f"{where}.{name} fails otherwise than declared: {value}"
-        pytest.xfail(f"declared gap on {engine}: {reason}")
-    _assert_same(got, reference[case], where)
+    _assert_same(got, reference[case], f"{engine}:{'/'.join(case)}")
 
 
 def test_the_figures_read_the_moved_nodes(placed, reference):
@@ -202,9 +177,9 @@ def test_the_figures_read_the_moved_nodes(placed, reference):
     engine, fed = placed
     with acting(fed):
         ws = fdp_kernel.connect("elective_planning", "RSA")
-        ws.table("rtt_pathways")
-        assert set(ws._remote) == {"RSA"}
-        assert type(ws._remote["RSA"]).__name__ == {"spark": "GatedSpark"}.get(
+        rtt = ws.table("rtt_pathways")
+        assert ws._engines.engine_for("RSA").name == engine
+        assert type(rtt.get_backend()).__name__ == {"spark": "GatedSpark"}.get(
             engine, "GatedPostgres"
         )
 
@@ -285,10 +260,11 @@ def test_pseudonyms_are_the_same_as_on_duckdb(placed, federation):
     """Each engine computes the keyed pseudonym in its own SQL (Spark SHA2, PostgreSQL
     sha256); it must equal DuckDB's, or linkage across engines would silently fail. Checked
     for the node's own purpose key and, where rows are shared, for the agreement's key."""
-    engine, fed = placed
-    cases = [("population_health_planning", PRACTICE, None)]
-    if engine == "spark":  # row-level agreements are not compiled on PostgreSQL (GAPS)
-        cases.append(("population_health_planning", "QSY", PRACTICE))
+    _engine, fed = placed
+    cases = [
+        ("population_health_planning", PRACTICE, None),
+        ("population_health_planning", "QSY", PRACTICE),  # the agreement's linkage key
+    ]
     for purpose, org, source in cases:
         values = []
         for where in (fed, federation):
@@ -353,15 +329,11 @@ def test_a_conditional_count_over_no_rows_is_zero(placed):
 def test_releases_of_shared_rows_are_audited_at_the_provider(placed):
     """The local authority (moved with the trust) lists the trust's discharge-ready patients
     under the direct-care agreement: the provider's log records the query and release."""
-    engine, fed = placed
+    _engine, fed = placed
     from fdp_kernel.config import load_federation
     from fdp_kernel.governance.audit import AuditLog
 
     ws = _ws(fed, "direct_care", "701")
-    if engine == "postgres":  # declared gap: agreement views are not compiled there
-        with pytest.raises(GovernanceError, match="row-level agreements are not compiled"):
-            ws.table("inpatient_spells", source="RSA", columns=["spell_id", "org_code"])
-        return
     log = AuditLog(load_federation(fed / "federation.yaml").audit_path("RSA"))
     before = sum(1 for _ in log.entries())
     spells = ws.table("inpatient_spells", source="RSA", columns=["spell_id", "org_code"])

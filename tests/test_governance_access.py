@@ -95,7 +95,7 @@ def test_opted_out_patients_are_removed_for_planning_and_kept_for_direct_care(ac
 
     def exact(ws, name):
         t = ws.table(name)
-        with ws._backend._open_gate():  # look underneath release to compare exact counts
+        with t.get_backend()._open_gate():  # look underneath release to compare exact counts
             return t.count().to_pandas()
 
     assert exact(planning, "patients") == everyone - opted_out
@@ -113,7 +113,7 @@ def test_identifiers_are_keyed_pseudonyms_that_differ_by_purpose(act_as, federat
     for purpose in ("elective_planning", "population_health_planning", "direct_care"):
         ws = fdp_kernel.connect(purpose=purpose, org="RSA")
         t = ws.table("patients")
-        with ws._backend._open_gate():
+        with t.get_backend()._open_gate():
             seen[purpose] = set(t.nhs_number.to_pandas())
     assert seen["direct_care"] <= raw, "direct care sees real NHS numbers"
     assert not seen["elective_planning"] & raw, "planning never sees a real NHS number"

@@ -31,8 +31,8 @@ import pandas as pd
 
 from fdp_kernel import codes
 from fdp_kernel.errors import GovernanceError, UsageError
-from fdp_kernel.federation import default_orgs
 from fdp_kernel.figures.common import Sections, combine_counts, headline, merge_provenance, percent
+from fdp_kernel.governance import policy
 from fdp_kernel.governance.disclosure import Magnitude
 from fdp_kernel.governance.released import Released
 from fdp_kernel.metrics import discharge as m
@@ -174,7 +174,9 @@ class CareCoordinationFigures(Sections):
             PERIODS[1]: (as_of - dt.timedelta(days=13), as_of - dt.timedelta(days=7)),
         }
         fed = ws.federation
-        providers = default_orgs(ws) if self.view == "icb" else []
+        providers = (
+            policy.providers(ws.federation, ws.purpose.id, ws.org) if self.view == "icb" else []
+        )
         self.trusts = [o for o in providers if fed.org(o).org_type == "acute_trust"]
         self.councils = [o for o in providers if fed.org(o).org_type == "local_authority"]
         self.by_trust: dict[str, object] = {}  # ICB: per-trust released figures by title
@@ -690,16 +692,18 @@ def discharge_list(direct, day: dt.date) -> Released:
     audited record-level listing. Refused (``GovernanceError``) under any other purpose or
     without an agreement.
     """
-    if direct.purpose.kind.value != DIRECT_CARE:
-        raise GovernanceError(
-            f"the discharge list is record-level: only a {DIRECT_CARE} purpose may release it, "
-            f"not {direct.purpose.id}"
-        )
-    trusts = [o for o in default_orgs(direct) if direct.federation.org(o).org_type == "acute_trust"]
+    try:
+        policy.may_list_records(direct.purpose, "discharge list")
+    except GovernanceError as exc:
+        raise direct.refuse("discharge list", exc) from None
+    fed = direct.federation
+    trusts = policy.providers(fed, direct.purpose.id, direct.org, org_type="acute_trust")
     if not trusts:
-        raise GovernanceError(
-            f"no direct-care agreement shares discharge-ready patients with {direct.org}"
+        exc = GovernanceError(
+            f"no direct-care agreement shares discharge-ready patients with {direct.org}",
+            rule="agreement:none",
         )
+        raise direct.refuse("discharge list", exc)
     spell_columns = [
         "org_code",
         "spell_id",

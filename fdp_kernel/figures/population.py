@@ -19,8 +19,8 @@ import ibis
 import pandas as pd
 
 from fdp_kernel import codes
-from fdp_kernel.federation import default_orgs
 from fdp_kernel.figures.common import check_as_of, headline, percent
+from fdp_kernel.governance import policy
 from fdp_kernel.governance.disclosure import Magnitude
 from fdp_kernel.governance.released import Released
 from fdp_kernel.metrics import population as m
@@ -93,10 +93,13 @@ class PopulationFigures:
         self.icb = self.org.org_type == "icb"
         self.deprivation = "imd_decile" if self.icb else "imd_quintile"
         if self.icb:
-            fed = ws.federation
-            sources = default_orgs(ws)
-            self.practices = [o for o in sources if fed.org(o).org_type == "gp_practice"]
-            self.trusts = [o for o in sources if fed.org(o).org_type == "acute_trust"]
+            # What an ICB sees: the providers of its row-level agreements (policy's one answer,
+            # as the population explorer asks it).
+            fed, purpose = ws.federation, ws.purpose.id
+            self.practices = policy.providers(
+                fed, purpose, ws.org, org_type="gp_practice", rows=True
+            )
+            self.trusts = policy.providers(fed, purpose, ws.org, org_type="acute_trust", rows=True)
             self.patients = self._union("patients", self.practices)
             self.registers = self._union("ltc_registers", self.practices)
             self.spells = self._union("inpatient_spells", self.trusts) if self.trusts else None

@@ -24,8 +24,8 @@ import ibis
 import pandas as pd
 
 from fdp_kernel.errors import GovernanceError, UsageError
-from fdp_kernel.federation import default_orgs
 from fdp_kernel.figures.common import Sections, combine_counts, headline, merge_provenance
+from fdp_kernel.governance import policy
 from fdp_kernel.governance.disclosure import Magnitude
 from fdp_kernel.governance.released import Released
 from fdp_kernel.metrics import discharge as dm
@@ -146,7 +146,9 @@ class SupplyFigures(Sections):
         }
         self.trusts = [
             o
-            for o in (default_orgs(ws) if self.view == "icb" else [])
+            for o in (
+                policy.providers(ws.federation, ws.purpose.id, ws.org) if self.view == "icb" else []
+            )
             if ws.federation.org(o).org_type == "acute_trust"
         ]
         self.by_trust: dict[str, object] = {}

@@ -26,9 +26,8 @@ import pandas as pd
 import fdp_kernel
 from fdp_kernel import catalog
 from fdp_kernel.errors import GovernanceError
-from fdp_kernel.federation import default_orgs
 from fdp_kernel.figures.common import check_as_of, headline, percent
-from fdp_kernel.governance.model import PurposeKind
+from fdp_kernel.governance import policy
 from fdp_kernel.governance.released import Released
 from fdp_kernel.metrics import vaccination as m
 
@@ -226,7 +225,11 @@ class VaccinationFigures:
         """The practices the ICB's vaccination agreement covers (the school-aged service is
         left out: its patients are the children it vaccinated, not a registered list)."""
         fed = self.ws.federation
-        return [o for o in default_orgs(self.ws) if fed.org(o).org_type == "gp_practice"]
+        return [
+            o
+            for o in policy.providers(self.ws.federation, self.ws.purpose.id, self.ws.org)
+            if fed.org(o).org_type == "gp_practice"
+        ]
 
     def _tables(self, unbound: bool):
         names = ("patients", "ltc_registers", "vaccinations")
@@ -461,9 +464,11 @@ class VaccinationFigures:
         """ICB only: each practice's released uptake for ``cohort`` at ``point`` against the
         target, highest first; practices with a suppressed figure last."""
         if not self.icb:
-            raise GovernanceError(
-                "the practice league table is an ICB view; a practice sees its own"
+            exc = GovernanceError(
+                "the practice league table is an ICB view; a practice sees its own",
+                rule="view:other-organisation",
             )
+            raise self.ws.refuse("league", exc)
         self.uptake()
         long, _ = melt(self._by_practice.data, None, self.points(), ["org", "breakdown", "group"])
         rows = long[
@@ -488,7 +493,11 @@ class VaccinationFigures:
         """Practice only: its uptake against the ICB's (now and last season), when the user
         holds the vaccination purpose at the ICB; otherwise a sentence saying why not."""
         if self.icb:
-            raise GovernanceError("this is the ICB's own report; see the league table")
+            exc = GovernanceError(
+                "this is the ICB's own report; see the league table",
+                rule="view:other-organisation",
+            )
+            raise self.ws.refuse("icb comparison", exc)
         parent = self.org.parent_icb
         if not parent:
             return "This practice has no parent ICB in the federation file."
@@ -531,10 +540,10 @@ class VaccinationFigures:
 def call_list(ws, as_of: dt.date, cohorts=tuple(m.COHORTS)) -> Released:
     """Eligible people with no counted dose, for the practice to invite: a record-level list,
     so only under a direct-care purpose (the workspace would refuse it under planning too)."""
-    if ws.purpose.kind is not PurposeKind.DIRECT_CARE:
-        raise GovernanceError(
-            f"the call list names patients: it is for direct care only, not {ws.purpose.id}"
-        )
+    try:
+        policy.may_list_records(ws.purpose, "call list")
+    except GovernanceError as exc:
+        raise ws.refuse("call list", exc) from None
     patients = ws.table("patients")
     expr = m.unvaccinated(
         patients, ws.table("ltc_registers"), ws.table("vaccinations"), list(cohorts), as_of

@@ -169,7 +169,8 @@ def _check_frame(df: object, spec: ReleaseSpec, *, final: bool) -> None:
     if final and undeclared:
         raise GovernanceError(
             f"column(s) {undeclared} are not in the release spec, so they "
-            "cannot be checked; declare them (see infer_spec) or drop them"
+            "cannot be checked; declare them (see infer_spec) or drop them",
+            rule="disclosure:unchecked",
         )
     for user, col in spec.references if final else ():
         if col not in spec.counts:
@@ -213,7 +214,8 @@ def infer_spec(
             raise GovernanceError(
                 f"column {col!r} ({df[col].dtype}) is not an integer count and is not declared, "
                 "so it cannot be checked: declare it as a statistic with the count it is based "
-                f"on (statistics={{{col!r}: 'n'}}), as a magnitude, or as a count; or drop it"
+                f"on (statistics={{{col!r}: 'n'}}), as a magnitude, or as a count; or drop it",
+                rule="disclosure:unchecked",
             )
         new.get(kind, []).append(col)
     dims, cnts = spec.dimensions + tuple(new["dimension"]), spec.counts + tuple(new["count"])
@@ -244,7 +246,9 @@ def _refuse(bad: np.ndarray, values: np.ndarray, col: str, role: str, what: str)
     """GovernanceError naming the first offending row, if any; ``what`` says how to fix it."""
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise GovernanceError(f"{role} column {col!r}, row {row} ({values[row]}): {what}")
+        raise GovernanceError(
+            f"{role} column {col!r}, row {row} ({values[row]}): {what}", rule="disclosure:unchecked"
+        )
 
 
 def _numbers(s: pd.Series, col: str, role: str = "count", *, nulls: bool = False) -> np.ndarray:
@@ -254,7 +258,10 @@ def _numbers(s: pd.Series, col: str, role: str = "count", *, nulls: bool = False
     elif ptypes.is_numeric_dtype(s.dtype) and s.dtype.kind not in "bc":
         values = s.to_numpy(dtype=np.float64, na_value=np.nan)
     else:
-        raise GovernanceError(f"{role} column {col!r} ({s.dtype}) must hold numbers; convert it")
+        raise GovernanceError(
+            f"{role} column {col!r} ({s.dtype}) must hold numbers; convert it",
+            rule="disclosure:unchecked",
+        )
     if not nulls:
         _refuse(np.isnan(values), values, col, role, _NULL)
     _refuse(np.isinf(values), values, col, role, "infinite; fix the upstream value")
@@ -274,13 +281,17 @@ def _margin_groups(frame: pd.DataFrame, dims: list[str]) -> list[np.ndarray]:
     dimension d, the rows sharing the values of the other dimensions (all rows if none)."""
     n = len(frame)
     if not dims and n > 1:
-        raise GovernanceError(f"{n} rows but no dimensions: declare them (reset_index() first?)")
+        raise GovernanceError(
+            f"{n} rows but no dimensions: declare them (reset_index() first?)",
+            rule="disclosure:unchecked",
+        )
     duplicated = frame.duplicated(subset=dims, keep=False).to_numpy() if dims else []
     if np.any(duplicated):
         key = frame.loc[int(np.flatnonzero(duplicated)[0]), dims].to_dict()
         raise GovernanceError(
             f"dimension values {key} occur in several rows, so margins cannot "
-            "be reasoned about; aggregate to one row per cell first"
+            "be reasoned about; aggregate to one row per cell first",
+            rule="disclosure:unchecked",
         )
     # A dimension that moves one-to-one with another adds no margin of its own: margins are
     # taken over the distinct ones, so a copied dimension cannot switch secondary suppression

@@ -71,7 +71,8 @@ def read_key(path: Path | None, *, owner: str) -> bytes:
         raise GovernanceError(
             f"{owner} has no pseudonymisation key in the federation file, so identifiers cannot "
             "be pseudonymised and nothing is shown. Add 'key: keys/<ODS>.key' to its entry "
-            "(`fdp synth` creates keys for the demo)"
+            "(`fdp synth` creates keys for the demo)",
+            rule="key:missing",
         )
     path = Path(path)
     try:
@@ -80,19 +81,23 @@ def read_key(path: Path | None, *, owner: str) -> bytes:
     except OSError as exc:
         raise GovernanceError(
             f"the key of {owner} cannot be read ({path}: {exc.strerror or exc}), so nothing is "
-            "shown. Restore the key file, or ask the node's administrator"
+            "shown. Restore the key file, or ask the node's administrator",
+            rule="key:unreadable",
         ) from None
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise GovernanceError(
             f"the key of {owner} ({path}) is readable by other users, so it is not used. "
-            f"Fix: chmod 600 {path}"
+            f"Fix: chmod 600 {path}",
+            rule="key:unprotected",
         )
     try:
         key = bytes.fromhex(text)
     except ValueError:
         key = b""
     if len(key) < 32:
-        raise GovernanceError(f"the key of {owner} ({path}) is not a 256-bit hex key")
+        raise GovernanceError(
+            f"the key of {owner} ({path}) is not a 256-bit hex key", rule="key:malformed"
+        )
     return key
 
 
@@ -102,3 +107,16 @@ def derive(key: bytes, label: str) -> PseudonymKey:
     inner = hmac.new(base, b"inner", hashlib.sha256).hexdigest()
     outer = hmac.new(base, b"outer", hashlib.sha256).hexdigest()
     return PseudonymKey(inner=inner, outer=outer, label=label)
+
+
+def plan_key(fed, plan) -> PseudonymKey:
+    """The derived key a governed table's pseudonyms use: the agreement's shared linkage key
+    for ``agreement:<id>`` labels, else the provider node's key (``fed`` a Federation)."""
+    kind, _, ident = plan.key_label.partition(":")
+    if kind == "agreement":
+        agreement = fed.agreements[ident]
+        path = Path(agreement.key) if agreement.key else None
+        raw = read_key(path, owner=f"agreement {ident}")
+    else:
+        raw = read_key(fed.org(plan.provider).key, owner=plan.provider)
+    return derive(raw, plan.key_label)

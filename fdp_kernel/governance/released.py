@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from fdp_kernel.governance.disclosure import DisclosureRules
@@ -48,6 +51,30 @@ class Released:
             shown = shown.mask(bound, "≥" + out[col].astype("string").fillna(""))
             out[col] = shown.mask((reason != "") & ~bound, "*")
         return out
+
+    # -- new views of the same released cells (figures never build a Released by hand) ------
+    def take(self, rows: Sequence[int] | np.ndarray | pd.Series, title: str | None = None):
+        """The released rows at ``rows`` (positions in order, or a boolean mask), each cell
+        with its suppression reason: a subset or a reordering, nothing recomputed."""
+        if isinstance(rows, pd.Series):
+            rows = rows.to_numpy()
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        data = self.data.reset_index(drop=True).iloc[rows].reset_index(drop=True)
+        hidden = self.suppressed.reset_index(drop=True).iloc[rows].reset_index(drop=True)
+        n = int((hidden != "").to_numpy().sum()) if len(hidden.columns) else 0
+        return dataclasses.replace(
+            self, data=data, suppressed=hidden, title=title or self.title, n_suppressed=n
+        )
+
+    def where(self, mask, title: str | None = None):
+        """The rows where ``mask`` holds (NA counts as False)."""
+        mask = pd.Series(mask, index=self.data.index).fillna(False).astype(bool)
+        return self.take(mask.to_numpy(), title)
+
+    def retitled(self, title: str | None):
+        return dataclasses.replace(self, title=title)
 
     def to_pandas(self) -> pd.DataFrame:
         """A copy of the released figures (suppressed cells are <NA>)."""

@@ -87,7 +87,7 @@ def publish(folder: Path, name: str, nb: Any, page: dict[str, Any], scanner: Any
         if found := page_html.find_external_resources(text):
             raise UsageError(f"the page would load from the network: {', '.join(found[:3])}")
         if label := scanner.find(text):
-            raise GovernanceError(f"the HTML page shows {label}; nothing was saved")
+            raise GovernanceError(f"the HTML page shows {label}; nothing was saved", rule="report:secret")
         (folder / f"{name}.json").unlink(missing_ok=True)
         for ext in (".ipynb", ".html"):
             os.replace(staged[ext], final[ext])

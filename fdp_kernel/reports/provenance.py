@@ -85,7 +85,7 @@ def report_provenance(
     record: Mapping[str, Any], template_sha256: str, git: str, workspace: dict[str, Any] | None
 ) -> dict[str, Any]:
     """What the runner records: template and hash, parameters, versions, times, workspace."""
-    from fdp_kernel import __version__
+    from fdp_kernel.version import __version__
 
     return {
         "organisation": record["org"],

@@ -135,6 +135,8 @@ def run_report(job: ReportJob) -> ReportResult:
             write_record(job.folder, job.name, record)
             html = job.folder / f"{job.name}.html"
             return ReportResult(job.name, job.org, job.run, "ok", seconds, html=html)
+    if failure.kind == "secret":
+        _record_refusal(job, failure.reason)
     if nb is not None and not leak and failure.kind != "secret":
         nb.metadata.setdefault("fdp", {})["provenance"] = provenance
     else:
@@ -151,6 +153,24 @@ def run_report(job: ReportJob) -> ReportResult:
     write_record(job.folder, job.name, record)
     return ReportResult(
         job.name, job.org, job.run, "failed", seconds, record["reason"], failure.exit_code
+    )
+
+
+def _record_refusal(job: ReportJob, reason: str) -> None:
+    """A report refused for showing a secret is a refusal like any other: recorded in the
+    node's audit log, as the person or service account that ran it (the reason names what
+    was shown, never its value)."""
+    if job.federation is None:
+        return
+    from fdp_kernel.config import load_federation
+    from fdp_kernel.governance.decision import Decision
+    from fdp_kernel.governance.policy import identify
+    from fdp_kernel.governance.recorder import Recorder
+
+    fed = load_federation(job.federation)
+    recorder = Recorder(fed, identify(os.environ), job.org, None)
+    recorder.record(
+        "report", Decision(False, "report:secret", reason), template=job.name, run=job.run
     )
 
 

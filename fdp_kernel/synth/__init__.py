@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from fdp_kernel import __version__
 from fdp_kernel.config import FEDERATION_FILE, SCHEMA_VERSION
 from fdp_kernel.errors import StoreError, UsageError
 from fdp_kernel.governance.keys import create_key
@@ -28,6 +27,7 @@ from fdp_kernel.synth import conditions, elective, inpatient, orgs, population, 
 from fdp_kernel.synth.nodes import NodeTables
 from fdp_kernel.synth.policy import SHARED_KEY_AGREEMENTS, policy
 from fdp_kernel.synth.rng import Streams
+from fdp_kernel.version import __version__
 
 DEFAULT_AS_OF = dt.date(2026, 10, 31)
 DEFAULT_PATIENTS = 100_000

@@ -1,0 +1,263 @@
+"""The release pipeline: the only path from governed data to a person, as one unit.
+
+``release(request, ...)`` takes a workspace's governed tables (through ``locate``, which says
+which engine runs an expression and the plans of the tables it reads) and an expression, and
+returns an ``Outcome``: the ``Released`` figures with the decision that allowed them, or the
+refusal. The steps, each failing closed:
+
+1. lineage: every table read is a governed table; no output column is traced to a direct
+   identifier (unless the purpose is identifiable), to a fine quasi-identifier as a dimension,
+   or to nothing the walker understands; under a planning purpose every measure is an
+   aggregation and at least one exists;
+2. run: exactly the SQL that is hashed for the audit;
+3. differencing: the ledger hides cells that differ from an earlier release by a small group;
+4. disclosure control: suppression, rounding, secondary suppression, magnitude rules.
+
+Nothing here writes the audit: the caller records ``Outcome.query`` and ``Outcome.decision``
+(the same code runs in a workspace and, in service mode, in the node service).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import ibis.expr.operations as ops
+import ibis.expr.types as ir
+import pandas as pd
+
+from fdp_kernel.errors import FdpError, GovernanceError, UsageError
+from fdp_kernel.governance.decision import Decision, allow, refusal
+from fdp_kernel.governance.disclosure import Magnitude, apply_disclosure_control, infer_spec
+from fdp_kernel.governance.lineage import UNKNOWN, Lineage
+from fdp_kernel.governance.model import Level, Purpose
+from fdp_kernel.governance.overlap import Ledger, carried, top_aggregate
+from fdp_kernel.governance.policy import ViewPlan
+from fdp_kernel.governance.released import Released, rules_note
+
+# Quasi-identifiers too fine to release as a table dimension without coarsening them first.
+FINE_QUASI_IDENTIFIERS = frozenset({"date_of_birth", "date_of_death", "lsoa_code"})
+
+
+class Runner(Protocol):
+    """What the pipeline needs of an engine (``fdp_kernel.engines.base.Engine`` is one)."""
+
+    def compile(self, expr: ir.Table) -> str: ...
+
+    def run(self, expr: ir.Table, sql: str | None = None) -> pd.DataFrame: ...
+
+
+Locate = Callable[[ir.Table], tuple[Runner, Mapping[str, ViewPlan]]]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What the requester declared about the columns (checked, never trusted for lineage)."""
+
+    dimensions: Sequence[str] = ()
+    counts: Sequence[str] = ()
+    statistics: Mapping[str, str] | None = None
+    magnitudes: Mapping[str, Magnitude] | None = None
+    percentages: Mapping[str, tuple[str, str]] | None = None
+
+    def declared(self) -> set[str]:
+        return {*self.counts, *(self.statistics or {}), *(self.magnitudes or {})}
+
+    def arguments(self, dimensions: Sequence[str]) -> dict[str, Any]:
+        given = {
+            "dimensions": list(dimensions),
+            "counts": self.counts,
+            "statistics": self.statistics,
+            "magnitudes": self.magnitudes,
+            "percentages": self.percentages,
+        }
+        return {k: v for k, v in given.items() if v}
+
+
+@dataclass(frozen=True)
+class QueryRun:
+    sql_sha256: str
+    rows: int
+
+
+@dataclass(frozen=True, eq=False)
+class Outcome:
+    decision: Decision
+    released: Released | None = None
+    query: QueryRun | None = None  # the governed query, when it ran
+    plans: tuple[ViewPlan, ...] = ()  # the governed tables read
+    error: FdpError | None = None  # what to raise once the refusal is recorded
+
+    @property
+    def providers(self) -> list[str]:
+        return sorted({p.provider for p in self.plans})
+
+    @property
+    def agreement(self) -> str | None:
+        return ",".join(sorted({p.agreement for p in self.plans if p.agreement})) or None
+
+    def result(self) -> Released:
+        if self.error is not None:
+            raise self.error
+        assert self.released is not None
+        return self.released
+
+
+def release(
+    obj: ir.Table | pd.DataFrame,
+    *,
+    purpose: Purpose,
+    org: str,
+    ledger: Ledger,
+    locate: Locate,
+    title: str | None = None,
+    spec: Spec = Spec(),
+) -> Outcome:
+    """Check, run, difference-check and disclosure-control ``obj``; never raises a refusal
+    (it is in the outcome, for the caller to record and raise)."""
+    query = None
+    read: tuple[ViewPlan, ...] = ()
+    try:
+        if isinstance(obj, Released):
+            raise UsageError("this is already released; use its .data")
+        if isinstance(obj, pd.DataFrame):
+            released, decision = _control(
+                obj, ("supplied table",), purpose, org, title, spec, spec.dimensions
+            )
+            return Outcome(decision, released)
+        if not isinstance(obj, ir.Table):
+            raise UsageError(
+                f"release takes an Ibis table expression or a pandas DataFrame, "
+                f"got {type(obj).__name__}"
+            )
+        runner, plans = locate(obj)
+        read = tuple(dict.fromkeys(plans.values()))
+        sources = tuple(sorted({p.dataset for p in read}))
+        listing, dimensions = check_lineage(obj, plans, purpose, spec)
+        sql = runner.compile(obj)
+        frame = runner.run(obj, sql)
+        query = QueryRun(hashlib.sha256(sql.encode()).hexdigest(), len(frame))
+        if listing:
+            released, decision = _listing(frame, sources, purpose, org, title)
+        else:
+            forced = _overlap(obj, frame, runner, ledger, purpose.disclosure.min_count)
+            released, decision = _control(
+                frame, sources, purpose, org, title, spec, dimensions, forced
+            )
+        return Outcome(decision, released, query, read)
+    except FdpError as exc:
+        return Outcome(refusal(exc), None, query, read, exc)
+
+
+def check_lineage(
+    expr: ir.Table, plans: Mapping[str, ViewPlan], purpose: Purpose, spec: Spec
+) -> tuple[bool, list[str]]:
+    """(whether it is a direct-care record listing, the dimensions): refuses what may not be
+    released. What is not computed by an aggregation is a dimension, whatever its type."""
+    columns = Lineage(expr).columns()
+    if purpose.level is Level.IDENTIFIABLE:
+        return not any(info.aggregated for info in columns.values()), list(spec.dimensions)
+    declared = spec.declared()
+    measures = [c for c, info in columns.items() if c in declared or info.aggregated]
+    for name, info in columns.items():
+        if UNKNOWN in info.sources:
+            raise GovernanceError(
+                f"cannot trace where output column {name!r} comes from, so it is not "
+                "released; simplify the expression (no raw SQL or scalar subqueries)",
+                rule="release:untraceable",
+            )
+        identifiers = sorted(
+            c for (view, c) in info.sources if view in plans and plans[view].is_direct_identifier(c)
+        )
+        if identifiers:
+            raise GovernanceError(
+                f"output column {name!r} is computed from direct identifier(s) "
+                f"{', '.join(identifiers)}: under {purpose.id} only aggregates leave "
+                "the workspace. Count people instead (e.g. .nunique())",
+                rule="release:identifier",
+            )
+        if name not in measures and info.direct and info.direct[1] in FINE_QUASI_IDENTIFIERS:
+            raise GovernanceError(
+                f"output column {name!r} is {info.direct[1]} itself; coarsen it before "
+                "release (a year, an age band, an area at a higher level)",
+                rule="release:fine-quasi-identifier",
+            )
+        if name in declared and not info.aggregated:
+            raise GovernanceError(
+                f"measure {name!r} is not computed by an aggregation: release aggregate "
+                "tables (group_by(...).aggregate(...)), not rows",
+                rule="release:rows",
+            )
+    if not measures:
+        raise GovernanceError(
+            "a release needs at least one count or statistic computed by an aggregation: "
+            "record-level rows are not released under a planning purpose",
+            rule="release:no-measure",
+        )
+    given = list(spec.dimensions)
+    return False, [*given, *(c for c in columns if c not in measures and c not in given)]
+
+
+def _overlap(expr: ir.Table, frame: pd.DataFrame, runner: Runner, ledger: Ledger, min_count):
+    """Rows to hide because they would difference against an earlier release."""
+    if min_count <= 1:
+        return None
+    aggregate = top_aggregate(expr)
+    if aggregate is None:
+        return None
+    stars = [n for n, v in aggregate.metrics.items() if isinstance(v, ops.CountStar)]
+    is_root = aggregate is expr.op() or (
+        stars
+        and carried(expr, aggregate, [*aggregate.groups, stars[0]])
+        and not _filters_after(expr, aggregate)
+    )
+    exact = frame if is_root else runner.run(aggregate.to_expr())
+    hide = ledger.check(aggregate, exact, runner.run)
+    if is_root or not hide.any():
+        return hide if is_root else None
+    raise GovernanceError(
+        "this release overlaps an earlier one so closely that the difference would reveal "
+        f"a group of 1-{min_count - 1} records; it is not released",
+        rule="release:overlap",
+    )
+
+
+def _filters_after(expr: ir.Table, aggregate) -> bool:
+    """Whether rows of the aggregate are filtered or limited away before release."""
+    rel = expr.op()
+    while rel is not aggregate:
+        if isinstance(rel, ops.Filter | ops.Limit):
+            return True
+        rel = rel.parent
+    return False
+
+
+def _source(org: str, sources: Sequence[str], purpose: Purpose) -> str:
+    return f"{org} {', '.join(sources)} ({purpose.id})"
+
+
+def _listing(frame, sources, purpose, org, title) -> tuple[Released, Decision]:
+    empty = pd.DataFrame(index=frame.index)
+    note = rules_note(purpose.disclosure, 0, listing=True)
+    released = Released(
+        frame.reset_index(drop=True), empty, title, _source(org, sources, purpose), note, 0, True
+    )
+    return released, allow("release:direct-care-listing", "direct care listing")
+
+
+def _control(frame, sources, purpose, org, title, spec: Spec, dimensions, forced=None):
+    rules = purpose.disclosure
+    declared = infer_spec(frame, **spec.arguments(dimensions))
+    result = apply_disclosure_control(frame, declared, rules, forced)
+    n = result.n_primary + result.n_secondary
+    released = Released(
+        result.data,
+        result.suppressed,
+        title,
+        _source(org, sources, purpose),
+        rules_note(rules, n),
+        n,
+    )
+    return released, allow("release:disclosure-control", "disclosure control applied")
