@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fdp_kernel.config import load_federation
+from fdp_kernel.config import DEMO_FEDERATION, FEDERATION_ENV, find_federation, load_federation
 from fdp_kernel.errors import ConfigError
 
 GOOD = """\
@@ -62,3 +62,21 @@ def test_unknown_org_lookup_lists_what_exists(tmp_path):
     fed = load_federation(write(tmp_path, GOOD))
     with pytest.raises(ConfigError, match="organisations are: QSY, RSA"):
         fed.org("RXX")
+
+
+def test_find_federation_takes_the_given_path_then_the_environment_then_data_demo_above(
+    tmp_path, monkeypatch
+):
+    given, named = tmp_path / "given.yaml", tmp_path / "named.yaml"
+    nested = tmp_path / "a" / "b"
+    nested.mkdir(parents=True)
+    monkeypatch.chdir(nested)
+    assert find_federation({FEDERATION_ENV: str(named)}, given) == given
+    assert find_federation({FEDERATION_ENV: str(named)}) == named
+    with pytest.raises(ConfigError, match=f"no federation file: set {FEDERATION_ENV}"):
+        find_federation({FEDERATION_ENV: ""})
+    assert find_federation({}, required=False) is None
+    demo = tmp_path / DEMO_FEDERATION
+    demo.parent.mkdir(parents=True)
+    demo.write_text(GOOD)
+    assert find_federation({}) == demo.resolve()

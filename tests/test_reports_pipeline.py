@@ -21,9 +21,9 @@ import nbformat
 import pytest
 
 from fdp_kernel import __version__
+from fdp_kernel.cli.report import add_report_parser, run_report_command
 from fdp_kernel.errors import ConfigError, FdpError, UsageError
 from fdp_kernel.governance.keys import create_key, derive, read_key
-from fdp_kernel.reports.cli import add_report_parser, run_report_command
 from fdp_kernel.reports.html import find_external_resources
 from fdp_kernel.reports.params import coerce, load_template, parse_parameters, resolve
 from fdp_kernel.reports.provenance import SecretScanner, federation_secrets

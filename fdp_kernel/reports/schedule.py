@@ -33,7 +33,6 @@ from fdp_kernel.errors import ConfigError, UsageError
 from fdp_kernel.reports.params import find_templates, load_template, resolve
 from fdp_kernel.reports.provenance import git_revision
 from fdp_kernel.reports.runner import (
-    FEDERATION_ENV,
     KERNEL,
     REPO_ROOT,
     ReportJob,
@@ -43,7 +42,6 @@ from fdp_kernel.reports.runner import (
 )
 
 DEFAULT_TEMPLATES = REPO_ROOT / "templates"
-DEMO_FEDERATION = Path("data") / "demo" / "federation.yaml"
 DEFAULT_TIMEOUT = 600
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -57,22 +55,6 @@ def check_run_name(name: str) -> str:
     if not _RUN_NAME.fullmatch(name):
         raise UsageError(f"run name {name!r}: use letters, digits, '.', '_' or '-' (max 64)")
     return name
-
-
-def find_federation(given: Path | None, environ: Mapping[str, str]) -> Path | None:
-    """``--federation``, else $FDP_FEDERATION, else data/demo here or above; ``None`` if none.
-
-    A federation that is named but invalid is an error (``ConfigError``), never skipped.
-    """
-    from fdp_kernel.config import load_federation
-
-    path = given or (Path(environ[FEDERATION_ENV]) if environ.get(FEDERATION_ENV) else None)
-    if path is None:
-        here = Path.cwd().resolve()
-        path = next((p for d in (here, *here.parents) if (p := d / DEMO_FEDERATION).exists()), None)
-        if path is None:
-            return None
-    return load_federation(path).path
 
 
 def ensure_kernel(err: TextIO | None = None) -> str:

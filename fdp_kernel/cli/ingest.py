@@ -1,13 +1,14 @@
-"""``fdp ingest``: its arguments and what it prints. ``fdp_kernel.cli`` adds the command."""
+"""``fdp ingest``: load extracts into a node's store, or list and export quarantined rows."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from fdp_kernel.cli.arguments import iso_date
+
 
 def add_ingest_parser(sub, common: argparse.ArgumentParser) -> None:
-    from fdp_kernel.cli import _date as iso_date  # the same date argument as every command
     from fdp_kernel.ingest.run import DEFAULT_BATCH_ROWS
 
     p = sub.add_parser(
@@ -57,15 +58,14 @@ def add_ingest_parser(sub, common: argparse.ArgumentParser) -> None:
 
 
 def run_ingest_command(args: argparse.Namespace, out, err) -> int:
-    from fdp_kernel.config import load_federation
+    from fdp_kernel.config import find_federation, load_federation
     from fdp_kernel.errors import UsageError
     from fdp_kernel.governance.policy import identify
     from fdp_kernel.ingest import quarantine
     from fdp_kernel.ingest.run import ingest, store_of
     from fdp_kernel.progress import Progress
-    from fdp_kernel.workspace import find_federation
 
-    fed = load_federation(args.federation or find_federation(args.environ))
+    fed = load_federation(find_federation(args.environ, args.federation))
     org = fed.org(args.org)
     if args.quarantine:
         if args.files:

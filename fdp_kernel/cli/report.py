@@ -1,4 +1,4 @@
-"""``fdp report list|run|schedule|index``: wired into ``fdp_kernel.cli`` by the lead.
+"""``fdp report list|run|schedule|index``: parameterised templates into offline HTML reports.
 
 ``add_report_parser(subparsers, common)`` registers the command; ``run_report_command(args,
 out, err)`` runs it and returns the exit code, raising ``FdpError`` subclasses for the
@@ -14,7 +14,7 @@ from pathlib import Path
 from fdp_kernel.errors import ConfigError, FdpError, GovernanceError, StoreError, UsageError
 
 DEFAULT_OUT = Path("reports")
-_ERRORS: dict[int, type[FdpError]] = {4: StoreError, 5: GovernanceError}
+_ERRORS: dict[int, type[FdpError]] = {4: StoreError}
 
 
 def _seconds(text: str) -> int:
@@ -162,13 +162,17 @@ def _list(args, environ, out, err) -> int:
 
 
 def _planner(args, environ, run: str | None, timeout: int | None):
-    from fdp_kernel.reports.schedule import DEFAULT_TIMEOUT, Planner, find_federation
+    from fdp_kernel.config import find_federation, load_federation
+    from fdp_kernel.reports.schedule import DEFAULT_TIMEOUT, Planner
 
+    # None if there is none (the planner then checks no organisations); one that is named but
+    # invalid is an error (ConfigError), never skipped.
+    federation = find_federation(environ, args.federation, required=False)
     return Planner(
         templates=args.templates,
         out=args.out,
         run=run,
-        federation=find_federation(args.federation, environ),
+        federation=load_federation(federation).path if federation is not None else None,
         timeout=timeout or DEFAULT_TIMEOUT,
         environ=environ,
     )
@@ -195,8 +199,10 @@ def _run(args, environ, out, err) -> int:
         return 0
     kept = job.folder / f"{job.name}.failed.ipynb"
     hint = f"; the executed notebook is kept at {kept}" if kept.exists() else ""
-    error = _ERRORS.get(result.exit_code, FdpError)
-    raise error(f"report {job.name} for {job.org} failed: {result.reason}{hint}")
+    message = f"report {job.name} for {job.org} failed: {result.reason}{hint}"
+    if result.exit_code == GovernanceError.exit_code:  # refused, and audited, in the kernel
+        raise GovernanceError(message, rule="report:refused")
+    raise _ERRORS.get(result.exit_code, FdpError)(message)
 
 
 def _schedule(args, environ, out, err) -> int:
