@@ -1,5 +1,5 @@
-"""The population health explorer (fdp_kernel.widgets, widgets_population) and the notebook
-view of ``ws.catalog()`` (widgets_catalog) against a generated federation (3,000 patients,
+"""The population health explorer (fdp_kernel.workbench) and the notebook
+view of ``ws.catalog()`` (workbench.catalogue) against a generated federation (3,000 patients,
 3 practices). Cohort counts are checked against a computation on the raw stores; what the
 explorer shows against disclosure control; every update against the audit logs."""
 
@@ -20,9 +20,9 @@ from fdp_kernel.governance.audit import AuditLog
 from fdp_kernel.governance.released import Released
 from fdp_kernel.metrics import population as mp
 from fdp_kernel.metrics.vaccination import born_by
-from fdp_kernel.widgets import PopulationExplorer, practices_for, scopes_for
-from fdp_kernel.widgets_catalog import CatalogueFrame
-from fdp_kernel.widgets_population import (
+from fdp_kernel.workbench.catalogue import CatalogueFrame
+from fdp_kernel.workbench.explorer import PopulationExplorer, practices_for, scopes_for
+from fdp_kernel.workbench.population import (
     ALL,
     NOT_KNOWN,
     Selection,
@@ -115,7 +115,7 @@ def _expected(raw, selection: Selection, day: dt.date, by: str | None = None) ->
 
 
 def _exact(ws, expr) -> pd.DataFrame:
-    with ws._backend._open_gate():  # look underneath release to compare exact counts
+    with expr.get_backend()._open_gate():  # look underneath release to compare exact counts
         return expr.to_pandas()
 
 

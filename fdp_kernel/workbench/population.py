@@ -1,6 +1,6 @@
 """The population health explorer's queries, figures and chart, as pure functions.
 
-``fdp_kernel.widgets.PopulationExplorer`` wires these to ipywidgets; here they are plain
+``fdp_kernel.workbench.explorer.PopulationExplorer`` wires these to ipywidgets; here they are plain
 functions of governed Ibis tables (the explorer passes ``ws.table(...)``) and of released
 figures, so they are unit-tested without a browser or a kernel.
 
@@ -167,16 +167,7 @@ def ordered(released: Released, by: str, selection: Selection) -> Released:
     rank = {g: i for i, g in enumerate(group_order(by, selection))}
     data = released.data.reset_index(drop=True)
     order = data["group"].astype(str).map(rank).fillna(len(rank)).sort_values(kind="stable")
-    keep = order.index
-    hidden = released.suppressed.reset_index(drop=True).loc[keep].reset_index(drop=True)
-    return Released(
-        data.loc[keep].reset_index(drop=True),
-        hidden,
-        released.title,
-        released.source,
-        released.note,
-        released.n_suppressed,
-    )
+    return released.take(order.index.to_numpy())
 
 
 def shown(value, reason: str, min_count: int = 8, *, percent: bool = False) -> str:

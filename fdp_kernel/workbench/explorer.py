@@ -1,13 +1,13 @@
 """Governed interactive exploration in JupyterLab: ipywidgets over released figures.
 
     import fdp_kernel
-    from fdp_kernel.widgets import PopulationExplorer
+    from fdp_kernel.workbench import PopulationExplorer
 
     ws = fdp_kernel.connect(purpose="population_health_planning", org="QSY")
     PopulationExplorer(ws)  # scope, register, age band, deprivation, ethnic group
 
 Every change of a control is a new governed query: the explorer builds the expression on the
-workspace's governed tables (``fdp_kernel.widgets_population``), releases it with
+workspace's governed tables (``fdp_kernel.workbench.population``), releases it with
 ``ws.release`` (disclosure control, the differencing ledger, the audit log) and shows only
 what was released: counts rounded to 5, "suppressed (<8)" where a cell is hidden, a chart
 drawn from the released figures. A refusal is shown in the explorer, with nothing else.
@@ -33,8 +33,8 @@ import pandas as pd
 
 from fdp_kernel import codes
 from fdp_kernel.errors import FdpError, GovernanceError
-from fdp_kernel.governance.model import Level
-from fdp_kernel.widgets_population import (
+from fdp_kernel.governance.policy import providers
+from fdp_kernel.workbench.population import (
     AGE_BANDS,
     ALL,
     BREAKDOWNS,
@@ -51,17 +51,9 @@ EXPLORABLE = ("gp_practice", "icb")  # org types whose population an explorer ca
 
 
 def practices_for(fed, purpose: str, org: str) -> list[str]:
-    """The practices an agreement for ``purpose`` names as providers to ``org``: those of
-    row-level (pseudonymised or identifiable) agreements, else of any (whose row-level
-    requests the policy then refuses, and audits)."""
-    found: dict[bool, list[str]] = {True: [], False: []}
-    for a in fed.agreements.values():
-        if a.purpose == purpose and org in a.recipients:
-            rows = found[a.level is not Level.AGGREGATE]
-            rows += [
-                p for p in a.providers if fed.org(p).org_type == "gp_practice" and p not in rows
-            ]
-    return found[True] or found[False]
+    """The practices whose rows an agreement for ``purpose`` shares with ``org`` (policy's
+    answer: those of row-level agreements first)."""
+    return providers(fed, purpose, org, org_type="gp_practice", rows=True)
 
 
 def scopes_for(fed, user: str, purpose: str) -> list[str]:
@@ -88,11 +80,13 @@ class Scope:
         if node.org_type == "icb":
             practices = practices_for(ws.federation, ws.purpose.id, ws.org)
             if not practices:
-                raise GovernanceError(
+                exc = GovernanceError(
                     f"no agreement for {ws.purpose.id} names {ws.org} as a recipient of GP "
                     "practices' data, so there is no population to explore; a row-level "
-                    "agreement such as DSA-PHM-ICB would allow it"
+                    "agreement such as DSA-PHM-ICB would allow it",
+                    rule="agreement:none",
                 )
+                raise ws.refuse("explore", exc)
 
             def union(name):
                 parts = [ws.table(name, source=p) for p in practices]
