@@ -64,3 +64,46 @@ def sql_dialect(request, monkeypatch):
 
         monkeypatch.setattr(ibis.options, "pyspark", _PySparkOptions())
     return request.param
+
+
+# -- engine gaps: declared on the test that shows them (as Ibis' notimpl/notyet/never) ---------
+ENGINE_NAMES = ("duckdb", "postgres", "spark")
+_GAP_MARKS = {
+    "notimpl": "not implemented in fdp for this engine yet",
+    "notyet": "the engine (or its Ibis backend) cannot do it yet",
+    "never": "will never work on this engine",
+}
+
+
+def _engine_of(item) -> str | None:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    for value in params.values():
+        name = value[0] if isinstance(value, tuple) and value else value
+        if isinstance(name, str) and name in ENGINE_NAMES:
+            return name
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test marked ``notimpl([engines], raises=Error, reason=...)`` (or ``notyet``,
+    ``never``) must fail with that error on those engines: strict, so a gap that closes
+    fails the suite until its marker is removed. ``never`` needs a reason."""
+    for item in items:
+        engine = _engine_of(item)
+        if engine is None:
+            continue
+        for kind, default in _GAP_MARKS.items():
+            for mark in item.iter_markers(kind):
+                engines = mark.args[0] if mark.args else mark.kwargs.get("engines", ())
+                if engine not in engines:
+                    continue
+                reason = mark.kwargs.get("reason")
+                if kind == "never" and not reason:
+                    raise pytest.UsageError(f"{item.nodeid}: a 'never' gap needs a reason")
+                item.add_marker(
+                    pytest.mark.xfail(
+                        raises=mark.kwargs.get("raises"),
+                        reason=f"{kind} on {engine}: {reason or default}",
+                        strict=True,
+                    )
+                )

@@ -8,6 +8,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import yaml
 
 
@@ -66,4 +67,7 @@ def memtable(rows, schema: dict[str, str], defaults=None):
     for col, kind in schema.items():  # keep nullable integers as integers
         if kind.startswith("int"):
             frame[col] = frame[col].astype("Int64")
-    return ibis.memtable(frame, schema=schema)
+    # As Arrow in the schema's types, so that every engine (Spark included) gets the same
+    # values and types whatever pandas' dtypes.
+    arrow = ibis.schema(schema).to_pyarrow()
+    return ibis.memtable(pa.Table.from_pandas(frame, schema=arrow, preserve_index=False))

@@ -22,6 +22,9 @@ from fdp_kernel.errors import UsageError
 from fdp_kernel.governance.disclosure import Magnitude
 from fdp_kernel.metrics import discharge as m
 from tests.conftest import OPERATOR
+from tests.fixtures import engines as engine_fixtures
+from tests.fixtures import postgres as postgres_fixtures
+from tests.fixtures import spark as spark_fixtures
 from tests.helpers import memtable, records
 
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
@@ -82,9 +85,9 @@ PATIENT_SCHEMA = {
 }
 
 
-@pytest.fixture(scope="module")
-def con():
-    return ibis.duckdb.connect()
+con = engine_fixtures.spec_con  # every spec test runs on DuckDB, PostgreSQL and Spark
+postgres_server = postgres_fixtures.postgres_server
+spark_session = spark_fixtures.spark_session
 
 
 def table(rows: list[dict[str, Any]], schema: dict[str, str], defaults=None) -> ir.Table:

@@ -20,6 +20,9 @@ from fdp_kernel.errors import UsageError
 from fdp_kernel.governance.disclosure import Magnitude
 from fdp_kernel.metrics import population as m
 from tests.conftest import OPERATOR
+from tests.fixtures import engines as engine_fixtures
+from tests.fixtures import postgres as postgres_fixtures
+from tests.fixtures import spark as spark_fixtures
 from tests.helpers import memtable, records
 
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
@@ -84,9 +87,9 @@ SPELLS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def con():
-    return ibis.duckdb.connect()
+con = engine_fixtures.spec_con  # every spec test runs on DuckDB, PostgreSQL and Spark
+postgres_server = postgres_fixtures.postgres_server
+spark_session = spark_fixtures.spark_session
 
 
 def table(rows: list[tuple], schema: dict[str, str]) -> ir.Table:

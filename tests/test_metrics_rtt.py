@@ -19,6 +19,9 @@ import pytest
 from fdp_kernel.catalog import DATASETS
 from fdp_kernel.errors import UsageError
 from fdp_kernel.metrics import rtt as m
+from tests.fixtures import engines as engine_fixtures
+from tests.fixtures import postgres as postgres_fixtures
+from tests.fixtures import spark as spark_fixtures
 from tests.helpers import memtable, records
 
 # Ibis 12's pandas conversion reads a pandas option that pandas 3 deprecates: not ours to fix.
@@ -53,9 +56,9 @@ RTT_DEFAULTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def con():
-    return ibis.duckdb.connect()
+con = engine_fixtures.spec_con  # every spec test runs on DuckDB, PostgreSQL and Spark
+postgres_server = postgres_fixtures.postgres_server
+spark_session = spark_fixtures.spark_session
 
 
 def table(rows: list[dict[str, Any]], schema: dict[str, str], defaults=None) -> ir.Table:
