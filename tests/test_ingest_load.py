@@ -18,8 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fdp_kernel.cli import main
+from fdp_kernel.config import load_federation as load
 from fdp_kernel.errors import FdpError, StoreError, UsageError
 from fdp_kernel.governance.audit import AuditLog
+from fdp_kernel.governance.keys import audit_key
 from fdp_kernel.ingest import export_quarantine
 from tests.fixtures.ingest import (
     USER,
@@ -225,7 +227,7 @@ def test_audit_entries_name_the_file_hash_and_counts(fed, tmp_path):
     path = write_csv(tmp_path / "v.csv", header, rows)
     report = run(fed, ORG, [path], dataset="vaccinations")
     run(fed, ORG, [path], dataset="vaccinations")
-    log = AuditLog(fed / "audit" / f"{ORG}.jsonl")
+    log = AuditLog(fed / "audit" / f"{ORG}.jsonl", audit_key(load(fed)))
     assert log.verify().ok
     loaded, skipped = list(log.entries())[-2:]
     assert loaded["action"] == "ingest" and loaded["decision"] == "allow"

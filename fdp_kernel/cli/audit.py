@@ -42,24 +42,48 @@ def add_audit_parser(sub, common: argparse.ArgumentParser) -> None:
     show.add_argument("--limit", type=int, default=50, help="the last N entries (default 50)")
 
 
-def _audit_logs(args) -> list[Path]:
+def _audit_logs(args):
+    """(federation, audit key or None, the logs to read)."""
     from fdp_kernel.config import find_federation, load_federation
+    from fdp_kernel.governance.keys import audit_key
 
     fed = load_federation(find_federation(args.environ, args.federation))
+    key = audit_key(fed)
     if args.org:
-        return [fed.audit_path(fed.org(args.org).code)]
+        return fed, key, [fed.audit_path(fed.org(args.org).code)]
     logs = [fed.audit_path(code) for code in fed.organisations]
-    return [*logs, fed.root / "audit" / "federation.jsonl"]
+    return fed, key, [*logs, fed.root / "audit" / "federation.jsonl"]
+
+
+def _verify(fed, key, logs: list[Path]) -> dict[Path, object]:
+    """Each log's verification: every log of each audit folder its manifest knows of (so a
+    deleted log fails), and the logs named."""
+    from fdp_kernel.governance.audit import AuditLog, verify_folder
+
+    results: dict[Path, object] = {}
+    for folder in sorted({p.parent for p in logs}):
+        for name, result in verify_folder(folder, key).items():
+            results[folder / name] = result
+    for path in logs:
+        if path not in results and path.exists():
+            results[path] = AuditLog(path, key).verify()
+    return results
 
 
 def run_audit_command(args: argparse.Namespace, out, err) -> int:
     from fdp_kernel.governance.audit import AuditLog, filter_entries, format_entries
 
-    logs = _audit_logs(args)
+    fed, key, logs = _audit_logs(args)
     if args.audit_command == "verify":
+        if args.org:
+            wanted = set(logs)
+            results = {p: r for p, r in _verify(fed, key, logs).items() if p in wanted}
+            if not results:
+                results = {logs[0]: AuditLog(logs[0], key).verify()}
+        else:
+            results = _verify(fed, key, logs)
         failures = 0
-        for path in logs:
-            result = AuditLog(path).verify()
+        for path, result in results.items():
             if result.ok:
                 if result.n_entries:
                     noun = "entry" if result.n_entries == 1 else "entries"
@@ -67,10 +91,14 @@ def run_audit_command(args: argparse.Namespace, out, err) -> int:
             else:
                 failures += 1
                 print(f"FAILED  {path}: {result.problem}", file=out)
-        checked = sum(1 for p in logs if p.exists())
-        print(f"{checked} logs checked, {failures} with problems", file=out)
+        print(f"{len(results)} logs checked, {failures} with problems", file=out)
         return 6 if failures else 0
     entries = []
+    for path, result in _verify(fed, key, logs).items():
+        if not result.ok and path in logs:
+            print(
+                f"fdp audit show: WARNING: {path.name} does not verify: {result.problem}", file=err
+            )
     for path in logs:
         if path.exists():
             entries.extend(AuditLog(path).entries())

@@ -1,8 +1,13 @@
 """Append-only, hash-chained audit log: one JSON Lines file per node.
 
 Each governance decision is one line carrying ``seq`` (1, 2, ...), ``prev_hash`` (the previous
-entry's ``hash``; 64 zeros first) and ``hash`` (sha256 of the entry's canonical JSON without
-``hash``). ``<log>.head`` records the last seq and hash, so removal from the end is detected.
+entry's ``hash``; 64 zeros first) and ``hash``: with the federation's audit key (the node
+service's), an HMAC-SHA256 of the entry's canonical JSON without ``hash`` (and ``"mac":
+"hmac-sha256"`` on the entry), so nobody without the key can rewrite entries and recompute
+the chain; without a key, its sha256 (a chain that shows accidents, not tampering by someone
+who can write it). ``<log>.head`` records the last seq and hash (with its own HMAC), so removal
+from the end is detected. The folder's ``manifest.jsonl`` (itself a keyed chain) records every
+log ever created, so a deleted log is found (``verify_folder``).
 Appends hold an exclusive ``flock`` on ``<log>.lock`` for read-last + write + fsync + head
 update, so parallel processes form one chain; readers hold a shared lock only while they note
 the log size and head, then stream that prefix. Fail closed: an append that cannot be made
@@ -15,6 +20,7 @@ import collections
 import contextlib
 import fcntl
 import hashlib
+import hmac
 import json
 import os
 import tempfile
@@ -27,6 +33,8 @@ from typing import Any
 from fdp_kernel.errors import StoreError, UsageError
 
 GENESIS_HASH = "0" * 64
+MAC = "hmac-sha256"
+MANIFEST = "manifest.jsonl"
 DECISIONS = frozenset({"allow", "deny"})
 MAX_BATCH = 8  # entries written together by append_many
 MAX_ENTRY_BYTES = 1 << 20  # an entry is a few hundred bytes; this bounds reads of a bad tail
@@ -84,10 +92,20 @@ def _canonical(obj: Any) -> str:
     )
 
 
-def entry_hash(entry: Mapping[str, Any]) -> str:
-    """sha256 hex of the canonical JSON of ``entry`` without its ``hash`` key."""
+def entry_hash(entry: Mapping[str, Any], key: bytes | None = None) -> str:
+    """The hash of ``entry`` without its ``hash`` key: HMAC-SHA256 with ``key`` when the entry
+    is keyed (``"mac"``), else sha256 of its canonical JSON."""
     body = {k: v for k, v in entry.items() if k != "hash"}
-    return hashlib.sha256(_canonical(body).encode("utf-8")).hexdigest()
+    data = _canonical(body).encode("utf-8")
+    if body.get("mac") == MAC:
+        if key is None:
+            return "?"  # a keyed entry cannot be checked without the key
+        return hmac.new(key, data, hashlib.sha256).hexdigest()
+    return hashlib.sha256(data).hexdigest()
+
+
+def _head_mac(key: bytes, seq: int, digest: str) -> str:
+    return hmac.new(key, f"head:{seq}:{digest}".encode(), hashlib.sha256).hexdigest()
 
 
 def _timestamp() -> str:
@@ -125,12 +143,42 @@ def _parse_link(raw: bytes | str | Mapping[str, Any]) -> tuple[int, str]:
 
 
 class AuditLog:
-    """An append-only, hash-chained audit log at ``path``, e.g. ``<dir>/audit/RXX.jsonl``."""
+    """An append-only, hash-chained audit log at ``path``, e.g. ``<dir>/audit/RXX.jsonl``;
+    keyed (HMAC) when ``key`` is given. A new log is first recorded in the folder's manifest
+    (unless this is the manifest)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, key: bytes | None = None) -> None:
         self.path = Path(path)
+        self.key = key
         self.head_path = self.path.with_name(self.path.name + ".head")
         self.lock_path = self.path.with_name(self.path.name + ".lock")
+
+    @property
+    def is_manifest(self) -> bool:
+        return self.path.name == MANIFEST
+
+    def _register(self) -> None:
+        """Record this log in the folder's manifest before its first entry."""
+        if self.is_manifest or self.path.exists():
+            return
+        manifest = AuditLog(self.path.parent / MANIFEST, self.key)
+        if self.path.name in manifest.logs():
+            return  # listed already (it was deleted since: verify says so)
+        event = AuditEvent(
+            "log",
+            "allow",
+            "fdp",
+            self.path.stem,
+            reason="log created",
+            details={"log": self.path.name},
+        )
+        manifest.append(event)
+
+    def logs(self) -> set[str]:
+        """For a manifest: the names of every log it records."""
+        if not self.path.exists():
+            return set()
+        return {e.get("details", {}).get("log") for e in self.entries()} - {None}
 
     def _fail(self, what: str, exc: BaseException) -> StoreError:
         return StoreError(
@@ -161,10 +209,14 @@ class AuditLog:
             line = _read_last_line(fd, size)
             last = None if line is None else json.loads(line)
             seq, digest = (0, GENESIS_HASH) if last is None else _parse_link(last)
-            if last is not None and entry_hash(last) != digest:
+            if last is not None and entry_hash(last, self.key) != digest:
                 raise ValueError(f"the last entry (seq {seq}) does not match its hash")
             prev = GENESIS_HASH if last is None else last["prev_hash"]
             head = _parse_link(self.head_path.read_bytes()) if self.head_path.exists() else None
+            if head is not None and self.key is not None:
+                raw_head = json.loads(self.head_path.read_bytes())
+                if raw_head.get("mac") not in (None, _head_mac(self.key, *head)):
+                    raise ValueError("the head file's MAC does not match it")
             # The head is the last entry, or a batch behind it when an append was interrupted
             # just before its head update (the entries are whole: carry on; verify reports it).
             head_seq, head_hash = head or (0, GENESIS_HASH)
@@ -183,9 +235,12 @@ class AuditLog:
 
     def _write_head(self, seq: int, digest: str) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.head_path.name}.")
+        head: dict[str, Any] = {"hash": digest, "seq": seq}
+        if self.key is not None:
+            head["mac"] = _head_mac(self.key, seq, digest)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(_canonical({"hash": digest, "seq": seq}).encode() + b"\n")
+                f.write(_canonical(head).encode() + b"\n")
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.head_path)
@@ -206,6 +261,7 @@ class AuditLog:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise self._fail("create the directory of", exc) from exc
+        self._register()
         with self._locked(exclusive=True):
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -219,7 +275,9 @@ class AuditLog:
                     seq += 1
                     entry: dict[str, Any] = {"seq": seq, "time": _timestamp(), "pid": os.getpid()}
                     entry.update(asdict(event), prev_hash=prev)
-                    entry["hash"] = prev = entry_hash(entry)
+                    if self.key is not None:
+                        entry["mac"] = MAC
+                    entry["hash"] = prev = entry_hash(entry, self.key)
                     data = _canonical(entry).encode("utf-8") + b"\n"
                     if len(data) > MAX_ENTRY_BYTES:
                         raise UsageError(f"audit entry is too large ({len(data)} bytes)")
@@ -285,7 +343,7 @@ class AuditLog:
         size, head_raw = self._snapshot()
         expected, prev, n = 1, GENESIS_HASH, 0
         for number, raw in self._lines(size):
-            entry, problem = _check_line(number, raw, expected, prev)
+            entry, problem = _check_line(number, raw, expected, prev, self.key)
             if problem is not None:
                 return VerifyResult(False, n, problem[0], number, problem[1])
             expected, prev, n = expected + 1, entry["hash"], n + 1
@@ -309,10 +367,16 @@ class AuditLog:
         if head_hash != prev:
             msg = f"the last entry (seq {last}) is not the one its head records: it was replaced"
             return VerifyResult(False, n, msg, None, last)
+        if self.key is not None and json.loads(head_raw).get("mac") != _head_mac(
+            self.key, head_seq, head_hash
+        ):
+            return VerifyResult(False, n, f"the head file {head} was not written with the key")
         return VerifyResult(True, n)
 
 
-def _check_line(number: int, raw: bytes, expected: int, prev: str) -> tuple[Any, _Problem | None]:
+def _check_line(
+    number: int, raw: bytes, expected: int, prev: str, key: bytes | None = None
+) -> tuple[Any, _Problem | None]:
     """(entry, None) when line ``number`` continues the chain, else (None, (problem, seq))."""
     if not raw.endswith(b"\n"):  # also a line longer than MAX_ENTRY_BYTES
         return None, (f"line {number} is incomplete (no line ending): a write was cut short", None)
@@ -331,16 +395,47 @@ def _check_line(number: int, raw: bytes, expected: int, prev: str) -> tuple[Any,
         return None, (f"entry seq {expected} is missing (line {number} has seq {seq})", expected)
     if seq < expected:
         return None, (f"{where}: seq {expected} was expected; entries are out of order", seq)
-    if entry_hash(entry) != digest:
+    if key is not None and entry.get("mac") != MAC:
+        return None, (f"{where} is not keyed: it was not written by the node service", seq)
+    if key is None and entry.get("mac") == MAC:
+        return None, (f"{where} is keyed: verify it with the audit key (as the service)", seq)
+    if entry_hash(entry, key) != digest:
         return None, (f"{where} was altered: its hash does not match its content", seq)
     if entry["prev_hash"] != prev:
         return None, (f"{where} does not link to the entry before it: entries were moved", seq)
     return entry, None
 
 
-def verify_log(path: str | Path) -> VerifyResult:
+def verify_log(path: str | Path, key: bytes | None = None) -> VerifyResult:
     """Verify the audit log at ``path`` (see :meth:`AuditLog.verify`)."""
-    return AuditLog(path).verify()
+    return AuditLog(path, key).verify()
+
+
+def verify_folder(folder: Path, key: bytes | None) -> dict[str, VerifyResult]:
+    """Every log of an audit folder: those its manifest records (a missing one fails) and any
+    other ``*.jsonl`` there (one the manifest does not record fails). The manifest itself comes
+    first; a keyed federation's folder without one fails."""
+    folder = Path(folder)
+    manifest = AuditLog(folder / MANIFEST, key)
+    results: dict[str, VerifyResult] = {}
+    listed: set[str] = set()
+    present = {p.name for p in folder.glob("*.jsonl") if p.name != MANIFEST}
+    if manifest.path.exists():
+        results[MANIFEST] = manifest.verify()
+        if results[MANIFEST].ok:
+            listed = manifest.logs()
+    elif present or key is not None:
+        why = "the manifest of this audit folder is missing (deleted?)"
+        results[MANIFEST] = VerifyResult(False, 0, why)
+    for name in sorted(listed | present):
+        if name not in present:
+            results[name] = VerifyResult(False, 0, f"{name} is missing: the manifest records it")
+        elif name not in listed and manifest.path.exists() and results[MANIFEST].ok:
+            why = f"{name} is not in the manifest: it was not created by fdp"
+            results[name] = VerifyResult(False, 0, why)
+        else:
+            results[name] = AuditLog(folder / name, key).verify()
+    return results
 
 
 def _as_utc(value: datetime | str) -> datetime:

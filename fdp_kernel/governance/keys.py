@@ -120,3 +120,13 @@ def plan_key(fed, plan) -> PseudonymKey:
     else:
         raw = read_key(fed.org(plan.provider).key, owner=plan.provider)
     return derive(raw, plan.key_label)
+
+
+def audit_key(fed) -> bytes | None:
+    """The federation's audit key (``keys/audit.key``), or None where it has none (a
+    federation written before audit chains were keyed). Refuses an unprotected or unreadable
+    key: nothing is audited with a key others could use."""
+    path = Path(fed.audit_key)
+    if not path.exists() and not path.is_symlink():
+        return None
+    return read_key(path, owner="the audit chain")

@@ -17,6 +17,7 @@ from fdp_kernel.config import Federation
 from fdp_kernel.errors import FdpError
 from fdp_kernel.governance.audit import MAX_BATCH, AuditEvent, AuditLog
 from fdp_kernel.governance.decision import Decision, refusal
+from fdp_kernel.governance.keys import audit_key
 
 FEDERATION_LOG = "federation.jsonl"  # decisions about no known organisation (a bad connect)
 
@@ -62,8 +63,9 @@ class Recorder:
 
     def write(self, events: Sequence[AuditEvent], providers: Sequence[str] = ()) -> None:
         """Append ``events`` to this node's log and each provider's, in order."""
+        key = audit_key(self.fed)
         for org in dict.fromkeys((self.org, *providers)):
-            log = AuditLog(log_path(self.fed, org))
+            log = AuditLog(log_path(self.fed, org), key)
             for start in range(0, len(events), MAX_BATCH):
                 log.append_many(list(events[start : start + MAX_BATCH]))
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from fdp_kernel.config import Federation
 from fdp_kernel.errors import FdpError
 from fdp_kernel.governance.audit import MAX_BATCH, AuditEvent, AuditLog
+from fdp_kernel.governance.keys import audit_key
 from fdp_kernel.ingest.report import IngestReport
 
 
@@ -49,7 +50,7 @@ def _events(user: str, org: str, report: IngestReport) -> list[AuditEvent]:
 
 def audit_run(fed: Federation, org: str, user: str, report: IngestReport) -> None:
     events = _events(user, org, report)
-    log = AuditLog(fed.audit_path(org))
+    log = AuditLog(fed.audit_path(org), audit_key(fed))
     try:
         for start in range(0, len(events), MAX_BATCH):
             log.append_many(events[start : start + MAX_BATCH])
@@ -68,4 +69,4 @@ def audit_failure(fed, org, user, ingest_id, paths, hashes, exc: FdpError) -> No
         "ingest", "deny", user, org, reason=f"not loaded: {exc}"[:2000], details=details
     )
     with contextlib.suppress(FdpError):
-        AuditLog(fed.audit_path(org)).append(event)
+        AuditLog(fed.audit_path(org), audit_key(fed)).append(event)

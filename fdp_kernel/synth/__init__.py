@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from fdp_kernel.config import FEDERATION_FILE, SCHEMA_VERSION
+from fdp_kernel.config import AUDIT_KEY, FEDERATION_FILE, SCHEMA_VERSION
 from fdp_kernel.errors import StoreError, UsageError
-from fdp_kernel.governance.keys import create_key
+from fdp_kernel.governance.audit import MANIFEST, AuditEvent, AuditLog
+from fdp_kernel.governance.keys import create_key, read_key
 from fdp_kernel.governance.policy import identify
 from fdp_kernel.progress import Progress, Silent
 from fdp_kernel.stores import write_store
@@ -164,10 +165,22 @@ def generate_federation(
         create_key(out_dir / KEYS_DIR / f"{org.code}.key", force=True)
     for agreement in SHARED_KEY_AGREEMENTS:
         create_key(out_dir / KEYS_DIR / "agreements" / f"{agreement}.key", force=True)
+    audit_key = out_dir / KEYS_DIR / AUDIT_KEY
+    if not audit_key.exists():  # kept across regenerations: the audit so far still verifies
+        create_key(audit_key)
     operator = operator or identify(os.environ)
     _write_federation_file(out_dir, org_list, seed, as_of, patients, operator)
+    _start_audit(out_dir, read_key(audit_key, owner="the audit chain"))
     progress.step(f"federation file written: {summary.path}")
     return summary
+
+
+def _start_audit(out_dir: Path, key: bytes) -> None:
+    """The audit folder's manifest, so that a federation always has one to verify against."""
+    manifest = AuditLog(out_dir / "audit" / MANIFEST, key)
+    if not manifest.path.exists():
+        event = AuditEvent("federation", "allow", "fdp", "-", reason="federation created")
+        manifest.append(event)
 
 
 class _PlainDumper(yaml.SafeDumper):
