@@ -24,6 +24,7 @@ from fdp_kernel.governance.model import Agreement, Level, Purpose, PurposeKind, 
 from fdp_kernel.identifiers import is_valid_ods_code
 
 FEDERATION_FILE = "federation.yaml"
+AUDIT_KEY = "audit.key"
 FEDERATION_ENV = "FDP_FEDERATION"
 DEMO_FEDERATION = Path("data") / "demo" / FEDERATION_FILE
 SCHEMA_VERSION = 1
@@ -78,6 +79,11 @@ class Federation:
     def audit_path(self, code: str) -> Path:
         org = self.org(code)
         return org.audit or self.root / "audit" / f"{code}.jsonl"
+
+    @property
+    def audit_key(self) -> Path:
+        """The key of the audit chains' HMAC: readable by the node service's account only."""
+        return self.root / "keys" / AUDIT_KEY
 
 
 class _Checker:
@@ -378,10 +384,16 @@ def _users(check, raw, organisations, purposes) -> dict[str, User]:
                 raise check.fail(rwhere, f"unknown org {org!r}", "use an organisation's code")
             held = check.names(role, "purposes", rwhere, list(purposes), "purposes")
             parsed.append(Role(org=org, purposes=held))
+        accounts = entry.get("accounts", [])
+        if isinstance(accounts, str):
+            accounts = [accounts]
+        if not isinstance(accounts, list) or not all(isinstance(a, str) and a for a in accounts):
+            raise check.fail(where, "'accounts' must list account names", "e.g. [rsa.analyst]")
         users[ident] = User(
             id=ident,
             name=check.text(entry, "name", where, required=False) or ident,
             roles=tuple(parsed),
+            accounts=tuple(accounts),
         )
     return users
 
@@ -431,5 +443,24 @@ def _agreements(check, raw, organisations, purposes, path: Path) -> dict[str, Ag
             valid_from=valid_from,
             valid_to=valid_to,
             key=str((path.parent / key).resolve()) if key else None,
+            exchange=_exchange(check, entry, where, level),
         )
     return agreements
+
+
+EXCHANGES = ("released", "exact_partials")
+
+
+def _exchange(check: _Checker, entry: dict, where: str, level: Level) -> str:
+    value = entry.get("exchange", "released")
+    if value not in EXCHANGES:
+        raise check.fail(
+            where, f"unknown exchange {value!r}", f"use one of: {', '.join(EXCHANGES)}"
+        )
+    if value == "exact_partials" and level is not Level.AGGREGATE:
+        raise check.fail(
+            where,
+            "exact partial aggregates are for aggregate-level agreements",
+            "set 'level: aggregate' or remove 'exchange'",
+        )
+    return value

@@ -45,14 +45,23 @@ from fdp_kernel.governance.released import Released
 from fdp_kernel.version import __version__
 
 MODE = "embedded: in-process, not a security boundary"
+SERVICE_MODE = "node service"
 
 
 def connect(purpose: str, org: str | None = None) -> Workspace:
     """A workspace for the person running this, acting for ``purpose`` at ``org``.
 
     ``org`` may be left out when the user acts for one organisation only. A purpose or org the
-    user does not hold is refused with an error listing what they do hold.
+    user does not hold is refused with an error listing what they do hold. With ``FDP_SERVICE``
+    set, the workspace is a thin client of the node service (``fdp_kernel.service.client``),
+    which decides who you are from the connection.
     """
+    from fdp_kernel.service.client import SERVICE_ENV
+
+    if os.environ.get(SERVICE_ENV):
+        from fdp_kernel.service.client import connect as connect_to_service
+
+        return connect_to_service(purpose, org)
     fed = load_federation(find_federation(os.environ))
     user_id = policy.identify(os.environ)
     try:
@@ -63,9 +72,11 @@ def connect(purpose: str, org: str | None = None) -> Workspace:
 
 
 class Workspace:
-    """A user acting for one purpose at one organisation. Use ``connect`` to make one."""
+    """A user acting for one purpose at one organisation. Use ``connect`` to make one.
 
-    mode = MODE
+    The node service makes its sessions' workspaces with ``mode=SERVICE_MODE``,
+    ``sandbox=True`` (engines lock themselves down: ``EngineContext.sandbox``) and ``peers``
+    (how to reach provider nodes that another service hosts)."""
 
     def __init__(
         self,
@@ -77,14 +88,20 @@ class Workspace:
         *,
         recorder: Recorder | None = None,
         today: dt.date | None = None,
+        mode: str = MODE,
+        sandbox: bool = False,
+        peers: Any = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self._fed, self._user, self._purpose, self._org = fed, user, purpose, org
         self._today = today or dt.date.today()
+        self._mode, self._sandbox, self._peers = mode, sandbox, peers
         self._recorder = recorder or Recorder(fed, user, org, purpose.id)
-        ctx = EngineContext(fed, user, self._refused_access)
+        readable = (org, *policy.providers(fed, purpose.id, org, rows=True))
+        ctx = EngineContext(fed, user, self._refused_access, sandbox, readable)
         self._engines = EnginePool(ctx, org)
-        self._ledger = Ledger(purpose.disclosure.min_count)
-        self._nodes: dict[str, NodeWorkspace] = {}
+        self._ledger = ledger or Ledger(purpose.disclosure.min_count)
+        self._nodes: dict[str, Any] = {}
         self._recorder.record("connect", decision)
 
     # Read-only: rewriting who, where, for what or when changes nothing that is allowed.
@@ -93,8 +110,9 @@ class Workspace:
     purpose = property(lambda self: self._purpose)
     org = property(lambda self: self._org)
     today = property(lambda self: self._today)
+    mode = property(lambda self: self._mode, doc="embedded (not a security boundary) or service")
 
-    def refuse(self, action: str, exc: GovernanceError) -> GovernanceError:
+    def refuse(self, action: str, exc: FdpError) -> FdpError:
         """Record a refusal made by code built on this workspace (a figure that only direct
         care may see, say) and return it to be raised: every refusal is audited."""
         return self._recorder.refused(action, exc)
@@ -252,7 +270,10 @@ class Workspace:
             agreement = policy.agreement_for(
                 self._fed, self._purpose.id, org, self._org, self._today
             )
-            self._nodes[org] = NodeWorkspace(self, org, agreement)
+            if self._peers is not None and not self._peers.hosts(org):
+                self._nodes[org] = self._peers.node(self, org, agreement)  # another service
+            else:
+                self._nodes[org] = NodeWorkspace(self, org, agreement)
         return self._nodes[org]
 
     # -- provenance -----------------------------------------------------------------------
@@ -261,8 +282,9 @@ class Workspace:
         stores = dict(self._engines.fingerprints())
         plans = self._engines.plans()
         for node in self._nodes.values():
-            stores.update(node._engines.fingerprints())
-            plans += node._engines.plans()
+            if isinstance(node, Workspace):  # a node another service hosts tells its own
+                stores.update(node._engines.fingerprints())
+                plans += node._engines.plans()
         agreements = {p.agreement for p in plans if p.agreement}
         agreements |= {n.agreement.id for n in self._nodes.values()}
         fed_hash = hashlib.sha256(self._fed.path.read_bytes()).hexdigest()[:16]
@@ -321,6 +343,8 @@ class NodeWorkspace(Workspace):
             decision,
             recorder=recorder,
             today=requester.today,
+            mode=requester.mode,
+            sandbox=requester._sandbox,
         )
 
     def federated(self, *args, **kwargs):

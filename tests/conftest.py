@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from fdp_kernel.synth import generate_federation
+from tests.fixtures.service import services  # noqa: F401 - the node services of the tests
 
 SMALL_PATIENTS = 3_000
 OPERATOR = "demo.operator"  # the demo operator account in governance tests
@@ -40,12 +41,37 @@ def federation(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def act_as(monkeypatch, federation):
-    """``act_as(user)`` makes the workspace see ``user`` as the authenticated person."""
+def mode(request) -> str:
+    """``embedded`` (the workspace in this process) or ``service`` (a thin client of a node
+    service): modules that set ``BOTH_MODES = True`` run every test that uses ``act_as`` in
+    both."""
+    return getattr(request, "param", "embedded")
+
+
+def pytest_generate_tests(metafunc):
+    if getattr(metafunc.module, "BOTH_MODES", False) and "act_as" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("embedded_only")
+        modes = ["embedded"] if only else ["embedded", "service"]
+        metafunc.parametrize("mode", modes, indirect=True)
+
+
+@pytest.fixture
+def act_as(monkeypatch, federation, mode, request):
+    """``act_as(user)`` makes the workspace see ``user`` as the authenticated person: in
+    embedded mode through the environment (the embedded mode trusts its own process), in
+    service mode through a bearer token the node service issued for them."""
 
     def _as(user: str, fed: Path | None = None) -> None:
         monkeypatch.setenv("FDP_FEDERATION", str(fed or federation))
         monkeypatch.setenv("JUPYTERHUB_USER", user)
+        if mode == "service":
+            services = request.getfixturevalue("services")
+            running = services.start(Path(fed or federation))
+            monkeypatch.setenv("FDP_SERVICE", running.location)
+            monkeypatch.setenv("FDP_SERVICE_TOKEN", services.token(Path(fed or federation), user))
+        else:
+            monkeypatch.delenv("FDP_SERVICE", raising=False)
+            monkeypatch.delenv("FDP_SERVICE_TOKEN", raising=False)
 
     return _as
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +72,27 @@ def memtable(rows, schema: dict[str, str], defaults=None):
     # values and types whatever pandas' dtypes.
     arrow = ibis.schema(schema).to_pyarrow()
     return ibis.memtable(pa.Table.from_pandas(frame, schema=arrow, preserve_index=False))
+
+
+@contextmanager
+def peeking(ws, table):
+    """``table`` as its engine sees it, with the gate open: to compare exact figures with what
+    was released (test-only). For a thin client, the node service's own table."""
+    from fdp_kernel.service.client import ServiceWorkspace
+
+    if isinstance(ws, ServiceWorkspace):
+        from tests.fixtures.service import server_table
+
+        table = server_table(ws, table)
+    with table.get_backend()._open_gate():
+        yield table
+
+
+def verified(federation: Path, org: str) -> bool:
+    """Whether ``org``'s audit log verifies with the federation's audit key."""
+    from fdp_kernel.config import load_federation
+    from fdp_kernel.governance.audit import AuditLog
+    from fdp_kernel.governance.keys import audit_key
+
+    fed = load_federation(federation)
+    return AuditLog(fed.audit_path(org), audit_key(fed)).verify().ok

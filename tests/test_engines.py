@@ -280,8 +280,10 @@ def test_every_access_is_audited_at_the_node(placed):
     _engine, fed = placed
     from fdp_kernel.config import load_federation
     from fdp_kernel.governance.audit import AuditLog
+    from fdp_kernel.governance.keys import audit_key
 
-    log = AuditLog(load_federation(fed / "federation.yaml").audit_path("RSA"))
+    loaded = load_federation(fed / "federation.yaml")
+    log = AuditLog(loaded.audit_path("RSA"), audit_key(loaded))
     before = sum(1 for _ in log.entries())
     ws = _ws(fed, "elective_planning", "RSA")
     rtt = ws.table("rtt_pathways")
@@ -332,9 +334,11 @@ def test_releases_of_shared_rows_are_audited_at_the_provider(placed):
     _engine, fed = placed
     from fdp_kernel.config import load_federation
     from fdp_kernel.governance.audit import AuditLog
+    from fdp_kernel.governance.keys import audit_key
 
     ws = _ws(fed, "direct_care", "701")
-    log = AuditLog(load_federation(fed / "federation.yaml").audit_path("RSA"))
+    loaded = load_federation(fed / "federation.yaml")
+    log = AuditLog(loaded.audit_path("RSA"), audit_key(loaded))
     before = sum(1 for _ in log.entries())
     spells = ws.table("inpatient_spells", source="RSA", columns=["spell_id", "org_code"])
     ws.release(spells.filter(spells.org_code == "RSA").limit(5))

@@ -14,10 +14,13 @@ from fdp_kernel.governance.audit import AuditLog
 from fdp_kernel.governance.disclosure import DisclosureRules, apply_disclosure_control, infer_spec
 from fdp_kernel.metrics import rtt as m
 from tests.conftest import OPERATOR
-from tests.helpers import variant
+from tests.helpers import peeking, variant, verified
 
 AS_OF = dt.date(2026, 10, 31)
 TRUSTS = ["RSA", "RSB", "RSC"]
+
+
+BOTH_MODES = True  # every test here runs embedded and through the node service
 
 
 def summary(node):
@@ -106,7 +109,7 @@ def test_every_federated_request_is_audited_at_the_requester_and_each_node(act_a
         node = entries(federation, code)[-1]
         assert node["action"] == "release" and node["agreement_id"] == "DSA-ELECTIVE-ICB"
         assert node["details"]["requester"] == "QSY" and node["user"] == "icb.analyst"
-        assert AuditLog(federation / "audit" / f"{code}.jsonl").verify().ok
+        assert verified(federation, code)
 
 
 def test_a_query_written_once_against_the_catalogue(act_as):
@@ -131,10 +134,9 @@ def test_nodes_apply_the_agreement_not_just_the_purpose(act_as):
 def test_linkage_uses_a_pseudonym_keyed_per_agreement(act_as, federation):
     act_as(OPERATOR)
     ws = fdp_kernel.connect(purpose="population_health_planning", org="QSY")
-    practice = ws.table("patients", source="Y90001")
-    spells = ws.table("inpatient_spells", source="RSA")
-    with practice.get_backend()._open_gate():  # looking under the gate, as a test may
+    with peeking(ws, ws.table("patients", source="Y90001")) as practice:  # test-only look
         gp_ids = set(practice.nhs_number.to_pandas())
+    with peeking(ws, ws.table("inpatient_spells", source="RSA")) as spells:
         trust_ids = set(spells.nhs_number.to_pandas())
     assert gp_ids & trust_ids, "the same people link across nodes inside one agreement"
     raw = {
@@ -157,8 +159,7 @@ def test_linkage_uses_a_pseudonym_keyed_per_agreement(act_as, federation):
 
     act_as(OPERATOR, variant(federation, "two-agreements", second_agreement))
     other = fdp_kernel.connect(purpose="population_health_planning", org="QSY")
-    theirs = other.table("patients", source="Y90001")
-    with theirs.get_backend()._open_gate():
+    with peeking(other, other.table("patients", source="Y90001")) as theirs:
         other_ids = set(theirs.nhs_number.to_pandas())
     assert not other_ids & gp_ids, "pseudonyms do not link across two agreements"
 

@@ -15,6 +15,9 @@ from tests.conftest import OPERATOR
 GROUPINGS = ["sex", "ethnicity", "imd_decile", "registered_practice"]
 
 
+BOTH_MODES = True  # every test here runs embedded and through the node service
+
+
 @pytest.fixture
 def practice_ws(act_as):
     act_as(OPERATOR)

@@ -34,7 +34,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("engines", ("fdp_kernel.engines",)),
     ("metrics", ("fdp_kernel.metrics",)),
     ("presentation", ("fdp_kernel.viz", "fdp_kernel.workbench.catalogue")),
-    ("workspace", ("fdp_kernel.workspace", "fdp_kernel.federation", "fdp_kernel")),
+    (
+        "workspace",
+        ("fdp_kernel.workspace", "fdp_kernel.federation", "fdp_kernel.service", "fdp_kernel"),
+    ),
     (
         "applications",
         (

@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from fdp_kernel.cli import audit, catalog, ingest, report, synth, transparency
+from fdp_kernel.cli import audit, catalog, ingest, report, serve, synth, transparency
 from fdp_kernel.errors import FdpError
 from fdp_kernel.version import __version__
 
@@ -29,6 +29,7 @@ COMMANDS = {
     "report": report.run_report_command,
     "transparency": transparency.run_transparency_command,
     "ingest": ingest.run_ingest_command,
+    "serve": serve.run_serve_command,
 }
 
 
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     transparency.add_transparency_parser(sub, common)
     report.add_report_parser(sub, common)
     ingest.add_ingest_parser(sub, common)
+    serve.add_serve_parser(sub, common)
     return parser
 
 

@@ -52,6 +52,11 @@ class EngineContext:
     federation: Federation
     user: str  # the person (a PostgreSQL node is read with their login role)
     on_refuse: Callable[[str], None]  # told of every refused direct access, to audit it
+    # In the node service: engines that can reach files lock themselves down once they have
+    # opened the stores of ``readable`` (the nodes this workspace may read), so that nothing
+    # a query says can read or write any other file.
+    sandbox: bool = False
+    readable: tuple[str, ...] = ()
 
 
 class Engine(ABC):

@@ -9,6 +9,7 @@ become temporary tables of the same database.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import ibis.expr.types as ir
@@ -39,6 +40,22 @@ class DuckDBEngine(Engine):
         self._backend.con.execute("SET enable_progress_bar = false")
         self._backend._arm(ctx.on_refuse)
         self._attached: set[str] = set()
+        self._locked = False
+        if ctx.sandbox:
+            self._lock_down()
+
+    def _lock_down(self) -> None:
+        """Attach the stores this workspace may read, then turn off every file and network
+        access and lock the configuration: a query cannot read a file (``read_csv``), attach
+        a database, copy out, install an extension, or turn the setting back on."""
+        for code in self.ctx.readable:
+            org = self.ctx.federation.org(code)
+            if isinstance(org.store, Path) and org.store.exists():
+                self._attach(org)
+        with self._backend._open_gate() as con:
+            con.con.execute("SET enable_external_access = false")
+            con.con.execute("SET lock_configuration = true")
+        self._locked = True
 
     @property
     def backend(self) -> Any:
@@ -47,6 +64,10 @@ class DuckDBEngine(Engine):
     def _attach(self, org: Organisation) -> str:
         alias = quote(f"node_{org.code}")
         if org.code not in self._attached:
+            if self._locked and org.store.exists():
+                raise StoreError(
+                    f"the store of {org.code} is not open in this session; nothing is shown"
+                )
             if not org.store.exists():
                 raise StoreError(
                     f"the store of {org.code} is missing ({org.store}); nothing is shown"

@@ -59,6 +59,7 @@ class User:
     id: str
     name: str
     roles: tuple[Role, ...]
+    accounts: tuple[str, ...] = ()  # other names the node service may know them by (OS, hub)
 
     def orgs(self) -> list[str]:
         return [r.org for r in self.roles]
@@ -81,6 +82,10 @@ class Agreement:
     valid_to: dt.date
     key: str | None = None  # path of the shared linkage key (row-level agreements)
     extra: Mapping[str, str] = field(default_factory=dict)
+    # "released": each node releases its figures (disclosure control at every node);
+    # "exact_partials": nodes pass exact aggregates service to service and disclosure control
+    # is applied once, to the combined figures, at the requester's release.
+    exchange: str = "released"
 
     def in_force(self, on: dt.date) -> bool:
         return self.valid_from <= on <= self.valid_to

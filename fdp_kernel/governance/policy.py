@@ -43,6 +43,14 @@ def is_public_reference(ds: Dataset) -> bool:
     return Priority.REFERENCE in ds.priorities and ds.patient_column is None
 
 
+def user_for_account(fed: Federation, account: str) -> str:
+    """The federation user an authenticated account is (its id, or a user listing it under
+    ``accounts``); the account itself when none is, which ``authorise`` then refuses."""
+    if account in fed.users:
+        return account
+    return next((u.id for u in fed.users.values() if account in u.accounts), account)
+
+
 # -- who may act -------------------------------------------------------------------------------
 def authorise(
     fed: Federation, user_id: str, purpose_id: str, org: str | None
