@@ -76,7 +76,8 @@ class Workspace:
 
     The node service makes its sessions' workspaces with ``mode=SERVICE_MODE``,
     ``sandbox=True`` (engines lock themselves down: ``EngineContext.sandbox``) and ``peers``
-    (how to reach provider nodes that another service hosts)."""
+    (how to reach provider nodes that another service hosts) and ``journal`` (a function of the
+    workspace giving the ledger's journal across sessions)."""
 
     def __init__(
         self,
@@ -91,16 +92,18 @@ class Workspace:
         mode: str = MODE,
         sandbox: bool = False,
         peers: Any = None,
-        ledger: Ledger | None = None,
+        journal: Any = None,
     ) -> None:
         self._fed, self._user, self._purpose, self._org = fed, user, purpose, org
         self._today = today or dt.date.today()
-        self._mode, self._sandbox, self._peers = mode, sandbox, peers
+        self._mode, self._sandbox, self._peers, self._journal = mode, sandbox, peers, journal
         self._recorder = recorder or Recorder(fed, user, org, purpose.id)
         readable = (org, *policy.providers(fed, purpose.id, org, rows=True))
         ctx = EngineContext(fed, user, self._refused_access, sandbox, readable)
         self._engines = EnginePool(ctx, org)
-        self._ledger = ledger or Ledger(purpose.disclosure.min_count)
+        # The differencing ledger: this session's, or (``journal``: the node service's) kept
+        # across every session of this person, organisation and purpose.
+        self._ledger = Ledger(purpose.disclosure.min_count, journal=journal and journal(self))
         self._nodes: dict[str, Any] = {}
         self._recorder.record("connect", decision)
 
@@ -345,6 +348,7 @@ class NodeWorkspace(Workspace):
             today=requester.today,
             mode=requester.mode,
             sandbox=requester._sandbox,
+            journal=requester._journal,
         )
 
     def federated(self, *args, **kwargs):

@@ -318,3 +318,19 @@ def test_fdp_serve_runs_until_told_to_stop(federation, tmp_path_factory):
         server.terminate()
         _, err = server.communicate(timeout=30)
     assert server.returncode == 0 and f"FDP_SERVICE={folder}" in err
+
+
+def test_the_ledger_holds_across_sessions(connect, federation):
+    """A small group cannot be had by differencing a release against one from an earlier
+    session: the service keeps each person's ledger per organisation and purpose."""
+    first = connect(OPERATOR, "vaccination_planning", "Y90001")
+    patients = first.table("patients")
+    first.release(patients.group_by("sex").agg(people=patients.count()))
+    sizes = first.release(patients.group_by("ethnicity").agg(people=patients.count()))
+    small = sizes.data.loc[sizes.data["people"].isna(), "ethnicity"].iloc[0]
+    first.close()
+    later = connect(OPERATOR, "vaccination_planning", "Y90001")  # a new session
+    patients = later.table("patients")
+    rest = patients.filter(patients.ethnicity != small)
+    second = later.release(rest.group_by("sex").agg(people=rest.count()))
+    assert second.suppressed["people"].str.startswith("overlap").any(), second.suppressed

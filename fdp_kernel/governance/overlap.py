@@ -7,13 +7,17 @@ within 1-7 of an earlier cell's, the ledger lists both cells' records (a multise
 over the aggregated relation's columns) and, if one contains the other, hides the new cell.
 
 Scope (docs/governance.md): cells of aggregates whose input rows can be listed with the same
-columns, within one workspace session. Where records cannot be compared, rounding and
-suppression remain the protection.
+columns; within one workspace session, or, with a ``journal`` (the node service keeps one per
+person, organisation and purpose), across every session. Where records cannot be compared,
+rounding and suppression remain the protection.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import numbers
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import ibis
 import ibis.expr.operations as ops
@@ -58,22 +62,79 @@ class _Cell:
     release: int
 
 
+class Journal(Protocol):
+    """Where a ledger keeps its releases between sessions: ``records()`` of earlier ones,
+    ``append(record)``, and ``encode``/``decode`` of a release's relation as text."""
+
+    def records(self) -> list[dict[str, Any]]: ...
+
+    def append(self, record: dict[str, Any]) -> None: ...
+
+    def encode(self, expr: ir.Table) -> str: ...
+
+    def decode(self, text: str) -> ir.Table: ...
+
+
+@dataclass
+class _Stored:
+    """The relation of a release of an earlier session, decoded only when needed."""
+
+    text: str
+
+
+def plain_key(key: tuple) -> tuple:
+    """A cell's key in plain, JSON-safe values, equal whatever engine or session produced it."""
+    out = []
+    for value in key:
+        if value is None or (not isinstance(value, str) and pd.isna(value)):
+            out.append(None)
+        elif isinstance(value, dt.datetime | pd.Timestamp):
+            out.append(pd.Timestamp(value).isoformat())
+        elif isinstance(value, dt.date):
+            out.append(value.isoformat())
+        elif isinstance(value, bool | np.bool_):
+            out.append(bool(value))
+        elif isinstance(value, numbers.Integral):
+            out.append(int(value))
+        elif isinstance(value, numbers.Real):
+            out.append(float(value))
+        else:
+            out.append(str(value))
+    return tuple(out)
+
+
 @dataclass
 class Ledger:
     min_count: int
     cells: dict[tuple[str, int], list[_Cell]] = field(default_factory=dict)  # (sig, count)
-    parents: list[tuple[ir.Table, tuple[str, ...], str]] = field(default_factory=list)
+    parents: list[tuple[Any, tuple[str, ...], str]] = field(default_factory=list)
+    journal: Journal | None = None
     _members: dict[int, dict[tuple, np.ndarray]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for record in self.journal.records() if self.journal is not None else ():
+            release = len(self.parents)
+            groups, signature = tuple(record["groups"]), record["signature"]
+            self.parents.append((_Stored(record["parent"]), groups, signature))
+            for key, count in record["cells"]:
+                cell = _Cell(tuple(key), (int(count),), release)
+                self.cells.setdefault((signature, int(count)), []).append(cell)
 
     def _same_partition(self, release: int, parent: ir.Table, groups: tuple[str, ...]) -> bool:
         """Cells of one grouping of one relation are identical or disjoint: never nested."""
         old_parent, old_groups, _ = self.parents[release]
-        return old_groups == groups and old_parent.op() == parent.op()
+        if old_groups != groups:
+            return False
+        if isinstance(old_parent, _Stored):
+            return self.journal is not None and old_parent.text == self.journal.encode(parent)
+        return old_parent.op() == parent.op()
 
     def members(self, release: int, run) -> dict[tuple, np.ndarray]:
         """The records of each cell of an earlier (or the current) release, listed once."""
         if release not in self._members:
             parent, groups, _ = self.parents[release]
+            if isinstance(parent, _Stored):
+                parent = self.journal.decode(parent.text)  # type: ignore[union-attr]
             self._members[release] = _members(parent, groups, run)
         return self._members[release]
 
@@ -84,8 +145,10 @@ class Ledger:
         """
         groups = tuple(aggregate.groups)
         parent = aggregate.parent.to_expr()
-        signature = ",".join(f"{n}:{t}" for n, t in parent.schema().items())
-        keys = [tuple(r) for r in exact[list(groups)].itertuples(index=False)]
+        # Column order does not matter: the same relation read in another session, or through
+        # a view listing the columns in another order, has the same records.
+        signature = ",".join(f"{n}:{t}" for n, t in sorted(parent.schema().items()))
+        keys = [plain_key(tuple(r)) for r in exact[list(groups)].itertuples(index=False)]
         counts = [(int(n),) for n in _record_counts(aggregate, exact, parent, groups, keys, run)]
         hide = np.zeros(len(exact), dtype=bool)
         candidates = []
@@ -106,9 +169,14 @@ class Ledger:
             b = self.members(cell.release, run).get(cell.key, np.empty(0, np.int64))
             if _nested_small(a, b, self.min_count):
                 hide[i] = True
+        kept = []
         for key, count, hidden in zip(keys, counts, hide, strict=True):
             if not hidden and count[0] >= self.min_count:
                 self.cells.setdefault((signature, count[0]), []).append(_Cell(key, count, release))
+                kept.append([list(key), count[0]])
+        if self.journal is not None:
+            record = {"parent": self.journal.encode(parent), "groups": list(groups)}
+            self.journal.append(record | {"signature": signature, "cells": kept})
         return hide
 
 
@@ -122,23 +190,24 @@ def _record_counts(aggregate, exact, parent, groups, keys, run) -> list[int]:
         if groups
         else parent.agg(_fdp_n=parent.count())
     )
-    by_key = {tuple(r[:-1]): r[-1] for r in counted.itertuples(index=False)}
+    by_key = {plain_key(tuple(r[:-1])): r[-1] for r in counted.itertuples(index=False)}
     return [int(by_key.get(k, 0)) for k in keys]
 
 
 def _members(parent: ir.Table, groups: tuple[str, ...], run) -> dict[tuple, np.ndarray]:
     """Sorted row hashes (a multiset) of each group's records."""
+    columns = sorted(parent.columns)  # a record's hash does not depend on the column order
     try:
-        row = ibis.struct({c: parent[c] for c in parent.columns}).hash()
+        row = ibis.struct({c: parent[c] for c in columns}).hash()
         listed = run(parent.select(*groups, _fdp_row=row))
     except UnsupportedOperationError:  # PostgreSQL cannot hash a row: hash its text instead
-        text = [parent[c].cast("string").fill_null("\x1e") for c in parent.columns]
+        text = [parent[c].cast("string").fill_null("\x1e") for c in columns]
         row = ibis.literal("\x1f").join(text).hash()
         listed = run(parent.select(*groups, _fdp_row=row))
     out: dict[tuple, np.ndarray] = {}
     if groups:
         for key, frame in listed.groupby(list(groups), dropna=False, sort=False):
-            key = key if isinstance(key, tuple) else (key,)
+            key = plain_key(key if isinstance(key, tuple) else (key,))
             out[key] = np.sort(frame["_fdp_row"].to_numpy(dtype=np.int64))
     else:
         out[()] = np.sort(listed["_fdp_row"].to_numpy(dtype=np.int64))

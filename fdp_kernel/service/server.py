@@ -42,9 +42,11 @@ from fdp_kernel.governance.decision import refusal
 from fdp_kernel.governance.recorder import Recorder
 from fdp_kernel.service import codec, protocol
 from fdp_kernel.service.identity import Identity, TokenRegistry
+from fdp_kernel.service.ledger import journal_for
 from fdp_kernel.workspace import SERVICE_MODE, Workspace
 
 SESSION_HOURS = 12
+LEDGER_FOLDER = "ledger"  # the differencing ledgers, beside the audit logs
 
 
 @dataclass
@@ -207,6 +209,7 @@ class NodeService(flight.FlightServerBase):
             mode=SERVICE_MODE,
             sandbox=True,
             peers=self.peers,
+            journal=lambda w: journal_for(w, self.federation.root / LEDGER_FOLDER),
         )
         session = Session(uuid.uuid4().hex, identity, ws)
         with self._lock:
