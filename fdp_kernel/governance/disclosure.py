@@ -247,7 +247,9 @@ def _refuse(bad: np.ndarray, values: np.ndarray, col: str, role: str, what: str)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise GovernanceError(
-            f"{role} column {col!r}, row {row} ({values[row]}): {what}", rule="disclosure:unchecked"
+            # The row, never its value: an error message must not carry data out.
+            f"{role} column {col!r}, row {row}: {what}",
+            rule="disclosure:unchecked",
         )
 
 
@@ -287,9 +289,10 @@ def _margin_groups(frame: pd.DataFrame, dims: list[str]) -> list[np.ndarray]:
         )
     duplicated = frame.duplicated(subset=dims, keep=False).to_numpy() if dims else []
     if np.any(duplicated):
-        key = frame.loc[int(np.flatnonzero(duplicated)[0]), dims].to_dict()
+        row = int(np.flatnonzero(duplicated)[0])
         raise GovernanceError(
-            f"dimension values {key} occur in several rows, so margins cannot "
+            f"the dimension values of row {row} ({', '.join(dims)}) occur in several rows, so "
+            "margins cannot "
             "be reasoned about; aggregate to one row per cell first",
             rule="disclosure:unchecked",
         )

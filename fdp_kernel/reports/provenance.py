@@ -31,6 +31,7 @@ from typing import Any
 
 MIMETYPE = "application/vnd.fdp.provenance+json"
 WORKSPACE_KEYS = (
+    "mode",  # embedded (in-process, not a security boundary) or node service
     "user",
     "org",
     "purpose",
