@@ -49,6 +49,15 @@ class Organisation:
 
 
 @dataclass(frozen=True)
+class Service:
+    """A node service and the nodes it hosts (``services:`` in the federation file)."""
+
+    id: str
+    location: str  # grpc+unix:///run/fdp or grpc+tls://host:port
+    nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Federation:
     path: Path
     name: str
@@ -59,6 +68,11 @@ class Federation:
     purposes: dict[str, Purpose] = field(default_factory=dict)
     users: dict[str, User] = field(default_factory=dict)
     agreements: dict[str, Agreement] = field(default_factory=dict)
+    services: dict[str, Service] = field(default_factory=dict)
+
+    def service_of(self, org: str) -> Service | None:
+        """The node service that hosts ``org``, if the file says (else one serves all)."""
+        return next((s for s in self.services.values() if org in s.nodes), None)
 
     @property
     def root(self) -> Path:
@@ -262,6 +276,7 @@ def load_federation(path: str | Path) -> Federation:
     purposes = _purposes(check, raw.get("purposes", []))
     users = _users(check, raw.get("users", []), organisations, purposes)
     agreements = _agreements(check, raw.get("agreements", []), organisations, purposes, path)
+    services = _services(check, raw.get("services", []), organisations)
     return Federation(
         path=path.resolve(),
         name=str(header.get("name", path.parent.name)),
@@ -272,7 +287,30 @@ def load_federation(path: str | Path) -> Federation:
         purposes=purposes,
         users=users,
         agreements=agreements,
+        services=services,
     )
+
+
+def _services(check: _Checker, raw: Any, organisations) -> dict[str, Service]:
+    out: dict[str, Service] = {}
+    seen: dict[str, str] = {}
+    for where, entry, ident in _entries(check, raw, "services"):
+        location = check.text(entry, "location", where)
+        if not location.startswith(("grpc+unix://", "grpc+tls://")):
+            raise check.fail(
+                where,
+                f"location {location!r} is not a node service address",
+                "write grpc+unix:///run/fdp (this machine) or grpc+tls://HOST:PORT",
+            )
+        nodes = check.names(entry, "nodes", where, list(organisations), "organisations")
+        for org in nodes:
+            if org in seen:
+                raise check.fail(
+                    where, f"{org} is hosted by service {seen[org]} already", "host it once"
+                )
+            seen[org] = ident
+        out[ident] = Service(ident, location, nodes)
+    return out
 
 
 def _data(data: str, path: Path) -> Path | str:

@@ -334,3 +334,68 @@ def test_the_ledger_holds_across_sessions(connect, federation):
     rest = patients.filter(patients.ethnicity != small)
     second = later.release(rest.group_by("sex").agg(people=rest.count()))
     assert second.suppressed["people"].str.startswith("overlap").any(), second.suppressed
+
+
+def test_federation_goes_service_to_service(services, federation, monkeypatch, tmp_path):
+    """The ICB's service asks the trusts' service, which applies its own policy and audits;
+    the combined figures equal those of one service hosting every node."""
+    import yaml
+
+    from fdp_kernel.metrics import rtt as m
+    from fdp_kernel.service.identity import TokenRegistry
+    from fdp_kernel.service.run import start
+
+    base = Path(f"/tmp/fdp-peers-{os.getpid()}")
+    trusts_dir, icb_dir = base / "trusts", base / "icb"
+    doc = yaml.safe_load((federation / "federation.yaml").read_text())
+    others = [o["code"] for o in doc["organisations"] if o["code"] not in ("RSA", "RSB", "RSC")]
+    doc["services"] = [
+        {"id": "trusts", "location": f"grpc+unix://{trusts_dir}", "nodes": ["RSA", "RSB", "RSC"]},
+        {"id": "icb", "location": f"grpc+unix://{icb_dir}", "nodes": others},
+    ]
+    split = federation / "split-services.yaml"
+    split.write_text(yaml.safe_dump(doc, sort_keys=False))
+    peer_token = "token-the-icb-service-presents"
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(
+        yaml.safe_dump([{"sha256": TokenRegistry.digest(peer_token), "service": "icb"}])
+    )
+    peers = tmp_path / "peers.yaml"
+    peers.write_text(yaml.safe_dump({"trusts": peer_token}))
+    trusts = start(
+        split, socket_dir=trusts_dir, service_id="trusts", tokens=tokens, background=True
+    )
+    icb = start(split, socket_dir=icb_dir, service_id="icb", peer_tokens=peers, background=True)
+    try:
+        token, _ = icb.server.registry.issue(Identity("icb.analyst", "person", "test"))
+        monkeypatch.setenv("FDP_SERVICE", str(icb_dir))
+        monkeypatch.setenv("FDP_SERVICE_TOKEN", token)
+        ws = fdp_kernel.connect(purpose="elective_planning", org="QSY")
+
+        def summary(node):
+            return m.waiting_list_summary(node.table("rtt_pathways"), node.federation.as_of)
+
+        got = ws.federated(summary)
+        assert not got.partial, got.failed
+        node = entries(federation, "RSA")[-1]  # recorded by the trusts' service
+        assert (node["action"], node["user"]) == ("release", "icb.analyst")
+        assert node["details"]["via"] == "icb" and node["details"]["requester"] == "QSY"
+        monkeypatch.setenv("FDP_SERVICE", services.start(federation).location)
+        monkeypatch.setenv("FDP_SERVICE_TOKEN", services.token(federation, "icb.analyst"))
+        one = fdp_kernel.connect(purpose="elective_planning", org="QSY").federated(summary)
+        assert got.data.equals(one.data)
+        with pytest.raises(GovernanceError) as err:  # a person's token cannot relay as a service
+            service_client.Channel(str(trusts_dir), token).get(
+                {
+                    "kind": "node",
+                    "requester": "QSY",
+                    "purpose": "elective_planning",
+                    "user": "icb.analyst",
+                    "agreement": "DSA-ELECTIVE-ICB",
+                    "expr": {},
+                }
+            )
+        assert err.value.rule in ("identity:unauthenticated", "service:peer")
+    finally:
+        icb.stop()
+        trusts.stop()

@@ -195,7 +195,7 @@ class ServiceWorkspace:
     ) -> Released:
         """Send ``obj`` to the service, which checks it from scratch, runs it, applies
         disclosure control and audits; returns what it released."""
-        spec = _spec(dimensions, counts, statistics, magnitudes, percentages)
+        spec = spec_body(dimensions, counts, statistics, magnitudes, percentages)
         if isinstance(obj, Released):
             raise UsageError("this is already released; use its .data")
         if isinstance(obj, pd.DataFrame):
@@ -225,7 +225,7 @@ class ServiceWorkspace:
             expr=codec.encode(expr),
             orgs=list(orgs) if orgs is not None else None,
             title=title,
-            **_spec(**spec),
+            **spec_body(**spec),
         )
         data, suppressed, meta = protocol.table_from_arrow(self._channel.get(body))
         outcomes = {
@@ -277,7 +277,7 @@ class _NodeStub:
         return ibis.table(ibis.schema({c: schema[c] for c in wanted}), name=f"@{name}")
 
 
-def _spec(
+def spec_body(
     dimensions=(), counts=(), statistics=None, magnitudes=None, percentages=None
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}

@@ -37,6 +37,8 @@ def start(
     tls_key: Path | None = None,
     tokens: Path | None = None,
     nodes: list[str] | None = None,
+    service_id: str | None = None,
+    peer_tokens: Path | None = None,
     background: bool = False,
 ) -> Running:
     """Start the service on a Unix socket folder (``socket_dir``) or a TLS listener
@@ -66,8 +68,17 @@ def start(
         location = f"grpc+tls://{host}:{port}"
         certificates = [(Path(tls_cert).read_bytes(), Path(tls_key).read_bytes())]
         public = location
+    peers = None
+    if service_id is not None:
+        from fdp_kernel.config import load_federation
+        from fdp_kernel.service.peers import Peers, load_peer_tokens
+
+        fed = load_federation(federation)
+        secrets = load_peer_tokens(peer_tokens) if peer_tokens else {}
+        peers = Peers(fed, service_id, secrets)
+        nodes = nodes or list(fed.services[service_id].nodes)
     server = NodeService(
-        location, federation, registry, hosted=nodes, tls_certificates=certificates
+        location, federation, registry, hosted=nodes, peers=peers, tls_certificates=certificates
     )
     if socket_dir is not None:
         os.chmod(Path(socket_dir) / FLIGHT_SOCKET, 0o666)  # the folder's mode decides who may

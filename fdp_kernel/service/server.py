@@ -267,6 +267,8 @@ class NodeService(flight.FlightServerBase):
     def do_get(self, context, ticket):
         def run():
             body = json.loads(ticket.ticket)
+            if body.get("kind") == "node":
+                return self._node_release(context, body)
             session = self._session(context, body)
             with session.lock:
                 if body.get("kind") == "federated":
@@ -330,8 +332,66 @@ class NodeService(flight.FlightServerBase):
         )
         return federated_to_arrow(result)
 
-    def _action_node_release(self, context, body: dict) -> dict:  # pragma: no cover - peers
-        raise UsageError("service-to-service requests go through do_get kind=node")
+    def _node_release(self, context, body: dict) -> pa.Table:
+        """A peer service relays a person's federated request to a node hosted here: this
+        service checks that the peer hosts the requesting organisation, finds the agreement
+        in force itself, and runs the query under it on its own governed tables."""
+        identity = self._identity(context)
+        fed = self.federation
+        requester, org = str(body.get("requester")), None
+        peer = fed.services.get(identity.account) if identity.kind == "service" else None
+        recorder = Recorder(fed, str(body.get("user")), "?", body.get("purpose"))
+        try:
+            if peer is None or requester not in peer.nodes:
+                raise GovernanceError(
+                    f"{identity.account} may not ask for {requester}: only the node service "
+                    "that hosts an organisation relays its federated requests",
+                    rule="service:peer",
+                )
+            purpose = fed.purposes.get(str(body.get("purpose")))
+            org = str(body.get("org"))
+            if purpose is None or org not in self.hosted:
+                raise GovernanceError(
+                    f"{org} is not a node this service hosts, or the purpose is unknown",
+                    rule="service:peer",
+                )
+            agreement = policy.agreement_for(fed, purpose.id, org, requester, dt.date.today())
+        except FdpError as exc:
+            recorder.refused("federated", exc, via=identity.account, requester=requester)
+            raise
+        node = self._provider_workspace(identity, body, requester, org, purpose, agreement)
+        try:
+            expr = codec.decode(body.get("expr"), lambda n, s: _node_table(node, n, s).op())
+        except FdpError as exc:
+            raise node.refuse("release", exc) from None
+        released = node.release(expr, title=body.get("title"), **_spec(body))
+        return protocol.released_to_arrow(released)
+
+    def _provider_workspace(self, identity, body, requester, org, purpose, agreement):
+        from fdp_kernel.governance.decision import allow
+
+        restricted = policy.restricted_purpose(purpose, agreement)
+        user = str(body.get("user"))
+        recorder = Recorder(
+            self.federation,
+            user,
+            org,
+            restricted.id,
+            agreement=agreement.id,
+            details={"requester": requester, "via": identity.account},
+        )
+        reason = f"federated request from {requester} under {agreement.id}"
+        return Workspace(
+            self.federation,
+            user,
+            restricted,
+            org,
+            allow("federated:agreement", reason, agreement.id),
+            recorder=recorder,
+            mode=SERVICE_MODE,
+            sandbox=True,
+            journal=lambda w: journal_for(w, self.federation.root / LEDGER_FOLDER),
+        )
 
 
 def _node_table(node, name: str, schema: sch.Schema | None):
