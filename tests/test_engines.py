@@ -345,3 +345,28 @@ def test_releases_of_shared_rows_are_audited_at_the_provider(placed):
     entries = list(log.entries())[before:]
     assert [e["action"] for e in entries] == ["table", "query", "release"]
     assert {e["agreement_id"] for e in entries} == {"DSA-DISCHARGE-DIRECT"}
+
+
+def test_the_node_service_serves_nodes_on_the_engine(placed, services, monkeypatch):
+    """PostgreSQL and Spark nodes are served by the same node service, with the same release
+    step: their figures through the service equal the embedded ones."""
+    from fdp_kernel.metrics import rtt as m
+
+    engine, fed = placed
+
+    def summary(node):
+        return m.waiting_list_summary(node.table("rtt_pathways"), AS_OF)
+
+    with acting(fed):
+        embedded = fdp_kernel.connect("elective_planning", "QSY").federated(summary)
+    monkeypatch.setenv("FDP_SERVICE", services.start(fed).location)
+    monkeypatch.setenv("FDP_SERVICE_TOKEN", services.token(fed, OPERATOR))
+    ws = fdp_kernel.connect("elective_planning", "RSA")
+    assert ws.mode == "node service"
+    own = ws.release(summary(ws))
+    assert own.data.equals(
+        embedded.data[embedded.data["org"] == "RSA"].drop(columns="org").reset_index(drop=True)
+    )
+    served = fdp_kernel.connect("elective_planning", "QSY").federated(summary)
+    assert not served.partial, served.failed
+    pd.testing.assert_frame_equal(served.data, embedded.data, check_dtype=False, obj=engine)
