@@ -7,6 +7,12 @@ before anything leaves it, and audits the request with the agreement id. The req
 the released tables combined with an ``org`` column, plus which nodes declined (no agreement in
 force) or failed (store missing, engine error) and why: nothing is dropped silently.
 
+What nodes released is combined here too, never by hand in a figure: summed over nodes
+(``FederatedResult.combined``: a node's suppressed figure makes the total a lower bound), summed
+over the nodes that released every figure of a row (``combine_where_released``), or one row of
+figures per node (``FederatedResult.per_node``). Each is a ``Released`` whose suppression marks
+follow the nodes' own.
+
 A query is either a function of a node (``lambda node: metric(node.table("rtt_pathways"))``)
 or an Ibis expression over catalogue tables (``fdp_kernel.catalog.table("rtt_pathways")``).
 
@@ -30,9 +36,11 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from fdp_kernel.errors import FdpError, GovernanceError
-from fdp_kernel.governance.released import Released
+from fdp_kernel.governance.released import Released, rate
 
 Query = Callable[[Any], ir.Table] | ir.Table
+LOWER_BOUND = "lower bound: a node's figure is suppressed"
+NODE_SUPPRESSED = "node suppressed"
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,81 @@ class FederatedResult:
         """Sums over nodes of released figures; <NA> where any node's figure is suppressed."""
         return pd.Series({c: self.data[c].sum(skipna=False) for c in columns}, dtype="Float64")
 
+    @property
+    def ok(self) -> list[str]:
+        """The nodes that released their figures, in the order asked."""
+        return [o for o, x in self.outcomes.items() if x.status == "ok"]
+
+    def combined(
+        self,
+        by: Sequence[str] = (),
+        counts: Sequence[str] | None = None,
+        *,
+        title: str | None = None,
+        percentages: Mapping[str, tuple[str, str]] | None = None,
+        also: Sequence[str] = (),
+        exact: Sequence[str] = (),
+    ) -> Released:
+        """The nodes' figures as one: per ``by`` group, the sum over nodes of each of ``counts``
+        (default: every integer column, and ``also``), then ``exact`` columns, then
+        ``percentages`` (name -> (numerator, denominator)) from the sums.
+
+        Each node has already applied disclosure control, so a sum over nodes is a sum of
+        released (rounded) figures. Where a node's count is suppressed, the total is at least
+        the sum of the others (a lower bound, shown ≥), or suppressed if no node's is shown; an
+        ``exact`` sum (money) is unknown, shown *, where any node's figure is. The caption says
+        which nodes were summed and which are missing. ``n_suppressed`` counts ``counts``.
+        """
+        by, data = list(by), self.data
+        if counts is None:
+            counts = [
+                c
+                for c in data.columns
+                if c not in ("org", *by, *exact)
+                and (pd.api.types.is_integer_dtype(data[c]) or c in also)
+            ]
+        frame, hidden = _sums(data, by, list(counts))
+        n = int((hidden != "").sum().sum())
+        for column in exact:
+            groups = data.groupby(by, dropna=False, sort=True) if by else [((), data)]
+            totals = [part[column].astype("Float64").sum(skipna=False) for _, part in groups]
+            frame[column] = pd.array(totals, dtype="Float64")
+            hidden[column] = frame[column].isna().map({True: NODE_SUPPRESSED, False: ""})
+        for name, (numerator, denominator) in (percentages or {}).items():
+            frame[name] = rate(frame[numerator], frame[denominator])
+        orgs = ", ".join(self.ok)
+        note = (
+            f"Sum of figures released by each node ({orgs}); where a node suppressed its figure "
+            "the total shown is a lower bound (≥). "
+            + (f"PARTIAL: {', '.join(self.missing)} not included." if self.partial else "")
+        )
+        return Released(frame, hidden, title or self.title, f"federated: {orgs}", note.strip(), n)
+
+    def per_node(
+        self,
+        figures: Callable[[pd.DataFrame], dict[str, Any]],
+        *,
+        title: str,
+        note: str,
+        rows: pd.Series | None = None,
+        noun: str = "node",
+    ) -> Released:
+        """One row per node (its code in a column named ``noun``) of the figures
+        ``figures(part)`` computes from the rows that node released (those of ``data`` where
+        ``rows`` holds): None for a figure that needs one the node suppressed, shown *."""
+        data = self.data if rows is None else self.data[rows]
+        out = [{noun: org, **figures(part)} for org, part in data.groupby("org", sort=True)]
+        frame = pd.DataFrame(out, dtype=object)
+        hidden = frame.drop(columns=noun).isna().replace({True: NODE_SUPPRESSED, False: ""})
+        frame = frame.where(frame.notna(), None)
+        source = f"released by each {noun}: {', '.join(self.ok)}"
+        return Released(frame, hidden, title, source, note, int((hidden != "").sum().sum()))
+
+    @property
+    def missing(self) -> dict[str, str]:
+        """The nodes that declined or failed, with why."""
+        return {**self.declined, **self.failed}
+
     def __repr__(self) -> str:
         head = f"{self.title}\n" if self.title else ""
         return f"{head}{self.display().to_string(index=False)}\n{self.caption}"
@@ -100,6 +183,71 @@ class FederatedResult:
         )
         extra = f"<ul class='fdp-partial'>{problems}</ul>" if problems else ""
         return f"{title}{body}<p><small>{html.escape(self.caption)}</small></p>{extra}"
+
+
+def _sums(data: pd.DataFrame, by: list[str], counts: list[str]):
+    """Per ``by`` group, the sums over nodes of ``counts`` and why each is marked (lower bound,
+    suppressed or '')."""
+    if data.empty:
+        frame = pd.DataFrame(columns=[*by, *counts])
+        return frame, pd.DataFrame({c: pd.Series(dtype=object) for c in counts})
+    grouped = data.groupby(by, dropna=False, sort=True) if by else [((), data)]
+    rows, marks = [], []
+    for key, part in grouped:
+        key = key if isinstance(key, tuple) else (key,)
+        row, mark = dict(zip(by, key, strict=True)), {}
+        for c in counts:
+            shown, hidden_any = part[c].sum(skipna=True), bool(part[c].isna().any())
+            if hidden_any and part[c].notna().any():
+                row[c], mark[c] = shown, LOWER_BOUND  # at least the nodes' shown figures
+            elif hidden_any:
+                row[c], mark[c] = None, NODE_SUPPRESSED
+            else:
+                row[c], mark[c] = shown, ""
+        rows.append(row)
+        marks.append(mark)
+    frame = pd.DataFrame(rows)
+    for c in counts:
+        frame[c] = frame[c].astype("Int64")
+    return frame, pd.DataFrame(marks, columns=counts).fillna("")
+
+
+def combine_where_released(
+    data: pd.DataFrame,
+    by: Sequence[str],
+    counts: Sequence[str],
+    *,
+    noun: str = "node",
+    percentages: Mapping[str, tuple[str, str]] | None = None,
+    title: str | None = None,
+    source: str = "federated",
+    note: str = "",
+) -> Released:
+    """Node-released rows (``data``: one per node and group) as one, counting only the nodes
+    that released the figures: per ``by`` group, the sums of ``counts`` over the nodes whose
+    every count in the row was released, ``{noun}s`` (how many were summed) and
+    ``{noun}s_suppressed`` (how many were left out because a figure was suppressed), then
+    ``percentages`` from the sums. A group no node could contribute to is <NA>, shown *.
+    ``n_suppressed`` counts ``counts``."""
+    by, counts = list(by), list(counts)
+    rows = []
+    if not data.empty:
+        for key, part in data.groupby(by, dropna=False, sort=False):
+            key = key if isinstance(key, tuple) else (key,)
+            shown = part[counts].notna().all(axis=1)
+            n = int(shown.sum())
+            row = dict(zip(by, key, strict=True))
+            row.update({c: int(part.loc[shown, c].sum()) if n else pd.NA for c in counts})
+            rows.append({**row, f"{noun}s": n, f"{noun}s_suppressed": int((~shown).sum())})
+    frame = pd.DataFrame(rows, columns=[*by, *counts, f"{noun}s", f"{noun}s_suppressed"])
+    for c in counts:
+        frame[c] = frame[c].astype("Int64")
+    for name, (numerator, denominator) in (percentages or {}).items():
+        frame[name] = rate(frame[numerator], frame[denominator])
+    why = {True: f"no {noun} released it", False: ""}
+    hidden = pd.DataFrame({c: frame[c].isna().map(why) for c in (*counts, *(percentages or {}))})
+    n = int(frame[counts].isna().sum().sum())
+    return Released(frame, hidden, title, source, note, n)
 
 
 def _bind(query: Query, node) -> ir.Table:

@@ -94,8 +94,8 @@ def test_practice_compares_with_the_icb_when_the_user_may(act_as, federation):
 def test_icb_sums_the_practices_released_figures(icb_vaccination, federation):
     figures = icb_vaccination
     assert figures.practices() == practices(federation), "not the school-aged service (RSD)"
-    by_practice, _ = fv.melt(
-        figures._by_practice.data, None, figures.points(), ["org", "breakdown", "group"]
+    by_practice = fv.melt(
+        figures.by_node[fv.UPTAKE].data, figures.points(), ["org", "breakdown", "group"]
     )
     assert set(by_practice["org"]) == set(practices(federation))
     combined = figures.uptake().data

@@ -1,17 +1,25 @@
-"""Helpers shared by the figures modules: month ends, labels, headline tables."""
+"""Helpers shared by the figures modules: dates, the reference date check, headline tables,
+released scalars."""
 
 from __future__ import annotations
 
 import calendar
 import datetime as dt
 import numbers
-from typing import ClassVar
 
 import pandas as pd
 
 
 def month_end(day: dt.date) -> dt.date:
     return day.replace(day=calendar.monthrange(day.year, day.month)[1])
+
+
+def month_start(day: dt.date, back: int = 0) -> dt.date:
+    """The first day of ``day``'s month, or of the month ``back`` months before it."""
+    first = day.replace(day=1)
+    for _ in range(back):
+        first = (first - dt.timedelta(days=1)).replace(day=1)
+    return first
 
 
 def month_ends(as_of: dt.date, months: int) -> list[dt.date]:
@@ -78,107 +86,23 @@ def _show(value, decimals: bool, signed: bool = False) -> str:
     return f"{round(float(value)):+,}" if signed else f"{round(float(value)):,}"
 
 
-LOWER_BOUND = "lower bound: a node's figure is suppressed"
+def plain(value):
+    """A released scalar as a plain int or float (``None`` when suppressed or missing)."""
+    if value is None or pd.isna(value):
+        return None
+    number = float(value)
+    return int(number) if number.is_integer() and not isinstance(value, float) else number
+
+
+def ratio(num, den, scale: float = 100.0, digits: int = 1):
+    """``num`` / ``den`` x ``scale`` of two released scalars; ``None`` where either is
+    suppressed or the denominator is 0."""
+    num, den = plain(num), plain(den)
+    if num is None or not den:
+        return None
+    return round(num * scale / den, digits)
 
 
 def combine_nodes(result, by: list[str], counts: list[str], title: str | None = None):
-    """ICB figures from node-released ones: sums over nodes per ``by`` group.
-
-    Each node has already applied disclosure control, so a sum over nodes is a sum of
-    released (rounded) figures; where any node's figure is suppressed, the total is unknown and
-    shown as suppressed. Returns a ``Released`` whose caption says so.
-    """
-    from fdp_kernel.governance.released import Released
-
-    data = result.data
-    if data.empty:
-        frame = pd.DataFrame(columns=[*by, *counts])
-        hidden = pd.DataFrame({c: pd.Series(dtype=object) for c in counts})
-    else:
-        grouped = data.groupby(by, dropna=False, sort=True) if by else [((), data)]
-        rows, marks = [], []
-        for key, part in grouped:
-            key = key if isinstance(key, tuple) else (key,)
-            row, mark = dict(zip(by, key, strict=True)), {}
-            for c in counts:
-                shown, hidden_any = part[c].sum(skipna=True), bool(part[c].isna().any())
-                if hidden_any and part[c].notna().any():
-                    row[c], mark[c] = shown, LOWER_BOUND  # at least the nodes' shown figures
-                elif hidden_any:
-                    row[c], mark[c] = None, "node suppressed"
-                else:
-                    row[c], mark[c] = shown, ""
-            rows.append(row)
-            marks.append(mark)
-        frame = pd.DataFrame(rows)
-        for c in counts:
-            frame[c] = frame[c].astype("Int64")
-        hidden = pd.DataFrame(marks, columns=counts).fillna("")
-    n = int((hidden != "").sum().sum())
-    orgs = ", ".join(o for o, x in result.outcomes.items() if x.status == "ok")
-    note = (
-        f"Sum of figures released by each node ({orgs}); where a node suppressed its figure "
-        "the total shown is a lower bound (≥). "
-        + (
-            "PARTIAL: " + ", ".join({**result.declined, **result.failed}) + " not included."
-            if result.partial
-            else ""
-        )
-    )
-    return Released(frame, hidden, title or result.title, f"federated: {orgs}", note.strip(), n)
-
-
-def combine_counts(result, by, title=None, percentages=None, also=()):
-    """An ICB figure from node-released ones: every integer column (and ``also``) summed over
-    nodes by ``by`` (``combine_nodes``), then ``percentages`` from the summed figures."""
-    data = result.data
-    sums = [
-        c
-        for c in data.columns
-        if c not in ("org", *by) and (pd.api.types.is_integer_dtype(data[c]) or c in also)
-    ]
-    combined = combine_nodes(result, list(by), sums, title)
-    for name, (num, den) in (percentages or {}).items():
-        percent(combined.data, name, num, den)
-    return combined
-
-
-def merge_provenance(prov: dict, other) -> dict:
-    """Add a second workspace's purpose, agreements and datasets (e.g. direct care) to a
-    report's provenance; ``other`` may be None."""
-    if other is None:
-        return prov
-    extra = other.provenance()
-    prov["purpose"] = f"{prov['purpose']}, {extra['purpose']}"
-    for key in ("agreements", "datasets"):
-        prov[key] = sorted({*prov[key], *extra[key]})
-    return prov
-
-
-def percent(frame: pd.DataFrame, name: str, numerator: str, denominator: str) -> pd.DataFrame:
-    """Add ``name`` = numerator / denominator x 100 (1 dp) from released figures."""
-    num = frame[numerator].astype("Float64")
-    den = frame[denominator].astype("Float64")
-    frame[name] = (num * 100 / den.where(den != 0)).round(1)
-    return frame
-
-
-class Sections:
-    """Report sections that depend on the view (trust, ICB, local authority...): a figures
-    class sets ``SECTIONS = {key: (title, introduction, views)}`` and ``self.view``."""
-
-    SECTIONS: ClassVar[dict[str, tuple[str, str, tuple[str, ...]]]] = {}
-    view: str
-
-    def shows(self, section: str) -> bool:
-        return self.view in self.SECTIONS[section][2]
-
-    def section(self, section: str) -> bool:
-        """Display the section's heading and introduction if this view shows it."""
-        from IPython.display import Markdown, display
-
-        if not self.shows(section):
-            return False
-        title, intro, _ = self.SECTIONS[section]
-        display(Markdown(f"## {title}\n\n{intro}"))
-        return True
+    """ICB figures from node-released ones: ``FederatedResult.combined``."""
+    return result.combined(by, counts, title=title)

@@ -10,7 +10,7 @@ acute trust    care_coordination_planning             its own inpatient spells a
 ICB            care_coordination_planning             each trust (and the local authority) runs
                                                       the metric under DSA-DISCHARGE-ICB and
                                                       releases it; the ICB adds the released
-                                                      figures up (``combine_nodes``)
+                                                      figures up (``combined``)
 local          care_coordination_planning (its care   its own care packages (aggregates), and
 authority      packages) + direct_care (the list)     under DSA-DISCHARGE-DIRECT the trusts'
                                                       discharge-ready patients, record by record
@@ -31,10 +31,11 @@ import pandas as pd
 
 from fdp_kernel import codes
 from fdp_kernel.errors import GovernanceError, UsageError
-from fdp_kernel.figures.common import Sections, combine_counts, headline, merge_provenance, percent
+from fdp_kernel.figures.base import Figures, Sections
+from fdp_kernel.figures.common import headline, month_start, plain, ratio
 from fdp_kernel.governance import policy
 from fdp_kernel.governance.disclosure import Magnitude
-from fdp_kernel.governance.released import Released
+from fdp_kernel.governance.released import Released, rate
 from fdp_kernel.metrics import discharge as m
 
 PLANNING = "care_coordination_planning"
@@ -121,14 +122,6 @@ SECTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 }
 
 
-def _py(value):
-    """A released scalar as a plain int or float (``None`` when suppressed or missing)."""
-    if value is None or pd.isna(value):
-        return None
-    number = float(value)
-    return int(number) if number.is_integer() and not isinstance(value, float) else number
-
-
 def _whole(data: pd.DataFrame, column: str) -> None:
     """Show a released magnitude of whole numbers (bed days) without decimals."""
     values = data[column].astype("Float64")
@@ -136,14 +129,7 @@ def _whole(data: pd.DataFrame, column: str) -> None:
         data[column] = values.round().astype("Int64")
 
 
-def _ratio(num, den, scale: float = 100.0):
-    num, den = _py(num), _py(den)
-    if num is None or not den:
-        return None
-    return round(num * scale / den, 1)
-
-
-class CareCoordinationFigures(Sections):
+class CareCoordinationFigures(Sections, Figures):
     """The figures of one care coordination report, for a trust, an ICB or a local authority.
 
     ``ws`` is a ``care_coordination_planning`` workspace; ``direct`` (local authority only) a
@@ -151,22 +137,15 @@ class CareCoordinationFigures(Sections):
     """
 
     SECTIONS = SECTIONS
+    VIEWS = VIEWS
+    REPORT = "care coordination"
+    PURPOSE = PLANNING
+    SECOND, SECOND_FOR = DIRECT_CARE, ("local_authority",)
 
     def __init__(self, ws, as_of: dt.date, weeks: int = 12, direct=None) -> None:
         if weeks < 2:
             raise UsageError(f"weeks must be at least 2 (this week and the previous), got {weeks}")
-        org_type = ws.federation.org(ws.org).org_type
-        if org_type not in VIEWS:
-            raise UsageError(
-                f"care coordination reports are for {', '.join(VIEWS)} organisations; "
-                f"{ws.org} is {org_type}"
-            )
-        if ws.purpose.id != PLANNING:
-            raise UsageError(f"the figures need a {PLANNING} workspace, not {ws.purpose.id}")
-        self.ws = ws
-        self.direct = direct
-        self.view = VIEWS[org_type]
-        self.as_of = as_of
+        super().__init__(ws, as_of, direct)
         self.weeks = weeks
         self.start = as_of - dt.timedelta(days=7 * weeks - 1)
         self.periods = {
@@ -179,8 +158,7 @@ class CareCoordinationFigures(Sections):
         )
         self.trusts = [o for o in providers if fed.org(o).org_type == "acute_trust"]
         self.councils = [o for o in providers if fed.org(o).org_type == "local_authority"]
-        self.by_trust: dict[str, object] = {}  # ICB: per-trust released figures by title
-        self._cache: dict[str, object] = {}
+        self.nodes = self.trusts
 
     @classmethod
     def open(cls, org: str, as_of: dt.date, weeks: int = 12) -> CareCoordinationFigures:
@@ -191,16 +169,18 @@ class CareCoordinationFigures(Sections):
         direct-care role still gets the care package figures; the list then says why it is
         not shown.
         """
-        from fdp_kernel.workspace import connect
-
-        ws = connect(purpose=PLANNING, org=org)
-        direct = None
-        if ws.federation.org(ws.org).org_type == "local_authority":
-            try:
-                direct = connect(purpose=DIRECT_CARE, org=org)
-            except GovernanceError as exc:
-                direct = exc  # shown in place of the list
+        ws, direct = cls._connect(org)
         return cls(ws, as_of, weeks, direct)
+
+    @property
+    def direct(self):
+        """The ``direct_care`` workspace (local authority), or the refusal saying why not."""
+        return self.second
+
+    @property
+    def by_trust(self) -> dict:
+        """ICB: each organisation's released figures (a ``FederatedResult``) by title."""
+        return self.by_node
 
     # -- layout helpers ---------------------------------------------------------------------
     def describe(self) -> str:
@@ -222,60 +202,6 @@ class CareCoordinationFigures(Sections):
                 "ready patients the trusts share under DSA-DISCHARGE-DIRECT"
             )
         return f"**{name} ({self.ws.org})**, {self.weeks} weeks to {self.as_of:%d %B %Y}, {how}."
-
-    def provenance(self) -> dict:
-        """The workspace's provenance; for a local authority, both workspaces' together."""
-        prov = self.ws.provenance()
-        used = {  # agreements of the federated requests (an ICB's own views use none)
-            o.agreement
-            for result in self.by_trust.values()
-            for o in result.outcomes.values()
-            if o.agreement
-        }
-        prov["agreements"] = sorted({*prov["agreements"], *used})
-        direct = None if isinstance(self.direct, GovernanceError) else self.direct
-        return merge_provenance(prov, direct)
-
-    # -- plumbing ---------------------------------------------------------------------------
-    def _figure(
-        self,
-        make: Callable,
-        *,
-        title: str,
-        by: tuple[str, ...] = (),
-        orgs: list[str] | None = None,
-        percentages: dict[str, tuple[str, str]] | None = None,
-        statistics: dict[str, str] | None = None,
-        magnitudes: dict[str, Magnitude] | None = None,
-    ):
-        """Release ``make(node)`` here, or (ICB) at each of ``orgs`` summed by ``by``.
-
-        At the ICB a figure with statistics (means) is returned per organisation (a
-        ``FederatedResult`` with an ``org`` column): means do not add up.
-        """
-        spec = {"statistics": statistics, "magnitudes": magnitudes}
-        if self.view != "icb":
-            return self.ws.release(make(self.ws), title=title, percentages=percentages, **spec)
-        if statistics:  # per organisation, percentages computed by each from its own figures
-            spec["percentages"] = percentages
-        result = self.ws.federated(make, orgs or self.trusts, title=title, **spec)
-        self.by_trust[title] = result
-        if statistics:
-            return result
-        return combine_counts(result, by, title, percentages, also=tuple(magnitudes or {}))
-
-    def _periods(self, metric: Callable) -> ibis.Table:
-        """``metric(start, end)`` for this week and the previous one, with a ``period``."""
-        parts = [
-            metric(lo, hi).mutate(period=ibis.literal(name))
-            for name, (lo, hi) in self.periods.items()
-        ]
-        return ibis.union(*parts)
-
-    def _cached(self, key: str, make: Callable):
-        if key not in self._cache:
-            self._cache[key] = make()
-        return self._cache[key]
 
     def _hospital_only(self) -> None:
         if self.view not in HOSPITAL_VIEWS:
@@ -318,44 +244,35 @@ class CareCoordinationFigures(Sections):
     def trust_comparison(self) -> Released:
         """ICB: this week at each trust, from the daily figures each trust released (a
         figure is * where any of its days is suppressed)."""
-        daily = self.daily()
+        self.daily()
         result = self.by_trust[DAILY_TITLE]
-        data = result.data.copy()
-        data["date"] = pd.to_datetime(data["date"]).dt.date
         lo, hi = self.periods[PERIODS[0]]
-        week = data[(data["date"] >= lo) & (data["date"] <= hi)]
-        rows = []
-        for org, part in week.groupby("org", sort=True):
+        dates = pd.to_datetime(result.data["date"]).dt.date
 
-            def total(column: str, part=part):
+        def week(part: pd.DataFrame) -> dict:
+            def total(column: str):
                 values = part[column]
                 return None if values.isna().any() else int(values.sum())
 
             nctr, occupied = total("nctr_patients"), total("ga_beds_occupied")
-            today = part[part["date"] == hi]
-            rows.append(
-                {
-                    "trust": org,
-                    "nctr_per_day": None if nctr is None else round(nctr / len(part), 1),
-                    "pct_nctr_of_occupied": _ratio(nctr, occupied),
-                    "pct_occupancy": _ratio(occupied, total("ga_beds_available")),
-                    "discharges": total("discharges"),
-                    "in_hospital_21_plus_today": _py(today["los_21_plus"].iloc[0])
-                    if len(today)
-                    else None,
-                }
-            )
-        frame = pd.DataFrame(rows, dtype=object)
-        hidden = frame.drop(columns="trust").isna().replace({True: "node suppressed", False: ""})
-        frame = frame.where(frame.notna(), None)
-        return Released(
-            frame,
-            hidden,
-            f"This week by trust ({lo:%d %b} to {hi:%d %b %Y})",
-            daily.source.replace("federated: ", "released by each trust: "),
-            "From each trust's daily released figures; averages and percentages computed from "
-            "them; * where a trust suppressed a day's figure.",
-            int((hidden != "").sum().sum()),
+            today = part[dates[part.index] == hi]
+            return {
+                "nctr_per_day": None if nctr is None else round(nctr / len(part), 1),
+                "pct_nctr_of_occupied": ratio(nctr, occupied),
+                "pct_occupancy": ratio(occupied, total("ga_beds_available")),
+                "discharges": total("discharges"),
+                "in_hospital_21_plus_today": plain(today["los_21_plus"].iloc[0])
+                if len(today)
+                else None,
+            }
+
+        return result.per_node(
+            week,
+            rows=(dates >= lo) & (dates <= hi),
+            title=f"This week by trust ({lo:%d %b} to {hi:%d %b %Y})",
+            note="From each trust's daily released figures; averages and percentages computed "
+            "from them; * where a trust suppressed a day's figure.",
+            noun="trust",
         )
 
     def occupancy_by_trust(self) -> pd.DataFrame:
@@ -366,7 +283,7 @@ class CareCoordinationFigures(Sections):
             return pd.DataFrame(columns=["org", "date", "pct_occupancy"])
         data = result.data.copy()
         data["date"] = pd.to_datetime(data["date"]).dt.date
-        percent(data, "pct_occupancy", "ga_beds_occupied", "ga_beds_available")
+        data["pct_occupancy"] = rate(data["ga_beds_occupied"], data["ga_beds_available"])
         return data[["org", "date", "pct_occupancy"]]
 
     def pathways(self) -> Released:
@@ -518,14 +435,14 @@ class CareCoordinationFigures(Sections):
         rows.append(
             (
                 "NCTR as % of occupied G&A beds",
-                *(_ratio(n, o) for n, o in zip(nctr, occupied, strict=True)),
+                *(ratio(n, o) for n, o in zip(nctr, occupied, strict=True)),
                 "",
             )
         )
         rows.append(
             (
                 "G&A bed occupancy (%)",
-                *(_ratio(o, a) for o, a in zip(occupied, available, strict=True)),
+                *(ratio(o, a) for o, a in zip(occupied, available, strict=True)),
                 f"<= {m.TARGETS['ga_bed_occupancy_max']:.0%} (planning assumption)",
             )
         )
@@ -540,16 +457,16 @@ class CareCoordinationFigures(Sections):
                 if n == 21
                 else ""
             )
-            rows.append((f"In hospital {n}+ days{label}", _py(now), _py(before), standard))
+            rows.append((f"In hospital {n}+ days{label}", plain(now), plain(before), standard))
         _whole(weekly["lost"], "bed_days_lost")
         lost = weekly["lost"].set_index("period")["bed_days_lost"]
-        rows.append(("Bed days lost to delay (7 days)", *(_py(lost.get(p)) for p in PERIODS), ""))
+        rows.append(("Bed days lost to delay (7 days)", *(plain(lost.get(p)) for p in PERIODS), ""))
         ready = weekly["ready"].set_index("period")
         rows.append(
             (
                 "% discharged on their discharge-ready date (7 days)",
                 *(
-                    _ratio(
+                    ratio(
                         ready["discharged_on_ready_date"].get(p),
                         ready["discharges_with_ready_date"].get(p),
                     )
@@ -561,12 +478,12 @@ class CareCoordinationFigures(Sections):
         pathway = weekly["pathway"]
         p0 = pathway[pathway["discharge_pathway"] == 0].set_index("period")
         rows.append(
-            ("Discharges (7 days)", *(_py(p0["all_discharges"].get(p)) for p in PERIODS), "")
+            ("Discharges (7 days)", *(plain(p0["all_discharges"].get(p)) for p in PERIODS), "")
         )
         rows.append(
             (
                 "% of discharges on pathway 0",
-                *(_ratio(p0["discharges"].get(p), p0["all_discharges"].get(p)) for p in PERIODS),
+                *(ratio(p0["discharges"].get(p), p0["all_discharges"].get(p)) for p in PERIODS),
                 f"{m.PATHWAY_MODEL[0]:.0%} (discharge-to-assess model)",
             )
         )
@@ -581,9 +498,7 @@ class CareCoordinationFigures(Sections):
     def care_package_months(self, months: int = 12) -> Released:
         """Care package referrals and starts in each of the last ``months`` calendar months
         (the first whole month to ``as_of``)."""
-        first = self.as_of.replace(day=1)
-        for _ in range(months - 1):
-            first = (first - dt.timedelta(days=1)).replace(day=1)
+        first = month_start(self.as_of, months - 1)
         released = self._council_figure(
             lambda node: m.care_package_months(node.table("care_packages"), first, self.as_of),
             title="Care package referrals and starts by month",
@@ -664,7 +579,7 @@ class CareCoordinationFigures(Sections):
 
     @staticmethod
     def _two(frame: pd.DataFrame, column: str) -> list:
-        return [_py(frame[column].get(p)) if p in frame.index else None for p in PERIODS]
+        return [plain(frame[column].get(p)) if p in frame.index else None for p in PERIODS]
 
     # -- direct care: the discharge list -----------------------------------------------------
     def discharge_list(self):

@@ -3,52 +3,33 @@
 For a trust, every figure is an aggregate of its own governed tables, released through the
 workspace. For an ICB, the same metric runs at each trust under the elective agreement
 (``ws.federated``); each trust releases its own figures, and the ICB view sums them
-(``combine_nodes``). Percentages are computed from released (suppressed and rounded) counts.
+(``FederatedResult.combined``). Percentages are computed from released (suppressed and
+rounded) counts.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 
 import ibis
 import pandas as pd
 
 from fdp_kernel import codes
-from fdp_kernel.figures.common import check_as_of, combine_counts, headline, month_ends
+from fdp_kernel.figures.base import Figures
+from fdp_kernel.figures.common import headline, month_ends
 from fdp_kernel.governance.released import Released
 from fdp_kernel.metrics import rtt as m
 
 
-class ElectiveFigures:
+class ElectiveFigures(Figures):
     """The figures of one elective recovery report, for a trust or (federated) an ICB."""
 
-    def __init__(self, ws, as_of: dt.date, months: int = 12) -> None:
-        self.ws = ws
-        self.as_of = check_as_of(ws, as_of)
-        self.months = months
-        self.icb = ws.federation.org(ws.org).org_type == "icb"
-        self.previous = month_ends(as_of, 2)[0]
+    MONTH_END_ONLY = True
 
-    # -- plumbing ---------------------------------------------------------------------------
-    def _figure(
-        self,
-        make: Callable,
-        *,
-        title: str,
-        by: tuple[str, ...] = (),
-        percentages: dict[str, tuple[str, str]] | None = None,
-        statistics: dict[str, str] | None = None,
-    ):
-        """Release ``make(node)`` here (trust) or at each trust, summed by ``by`` (ICB)."""
-        if not self.icb:
-            return self.ws.release(
-                make(self.ws), title=title, percentages=percentages, statistics=statistics
-            )
-        result = self.ws.federated(make, title=title, statistics=statistics)
-        if statistics:  # medians and percentiles do not add up: show them per trust
-            return result
-        return combine_counts(result, by, title, percentages)
+    def __init__(self, ws, as_of: dt.date, months: int = 12) -> None:
+        super().__init__(ws, as_of)
+        self.months = months
+        self.previous = month_ends(as_of, 2)[0]
 
     # -- figures ----------------------------------------------------------------------------
     def trend(self) -> Released:

@@ -19,26 +19,17 @@ import ibis
 import pandas as pd
 
 from fdp_kernel import codes
-from fdp_kernel.figures.common import check_as_of, headline, percent
+from fdp_kernel.figures.base import Figures
+from fdp_kernel.figures.common import headline
 from fdp_kernel.governance import policy
 from fdp_kernel.governance.disclosure import Magnitude
-from fdp_kernel.governance.released import Released
+from fdp_kernel.governance.released import Released, rate
 from fdp_kernel.metrics import population as m
 from fdp_kernel.metrics.vaccination import add_years
 
 NOW, PREVIOUS = "now", "a year earlier"
 HEADLINE_REGISTERS = ("HYP", "DM", "COPD", "AST", "MH", "DEM")
 MAGNITUDES = {"bed_days": Magnitude(*m.BED_DAYS_HELPERS)}
-
-
-def _subset(released: Released, mask, title: str | None = None) -> Released:
-    """The rows of ``released`` where ``mask`` holds, as a Released of their own."""
-    mask = pd.Series(mask, index=released.data.index).fillna(False).astype(bool)
-    data = released.data.loc[mask].reset_index(drop=True)
-    hidden = released.suppressed.loc[mask].reset_index(drop=True)
-    n = int((hidden != "").sum().sum()) if len(hidden.columns) else 0
-    return Released(data, hidden, title or released.title, released.source, released.note, n)
-
 
 # Orders for sorting released rows: registers as in QOF lists, age bands, count groups.
 _ORDERS = {
@@ -62,35 +53,15 @@ def _sorted(released: Released, keys: list[str], orders: dict | None = None) -> 
             sort[key] = values.map(rank).fillna(number + 1000).fillna(10_000)
         else:
             sort[key] = values.map({v: i for i, v in enumerate(dict.fromkeys(values))})
-    order = pd.DataFrame(sort).sort_values(keys, kind="stable").index
-    hidden = released.suppressed.reset_index(drop=True).loc[order].reset_index(drop=True)
-    return Released(
-        data.loc[order].reset_index(drop=True),
-        hidden,
-        released.title,
-        released.source,
-        released.note,
-        released.n_suppressed,
-    )
+    return released.reordered(pd.DataFrame(sort).sort_values(keys, kind="stable").index)
 
 
-def _rate(frame: pd.DataFrame, name: str, numerator: str, denominator: str, per: int = 1000):
-    """``name`` = numerator / denominator x ``per`` (1 dp) from released figures."""
-    num = frame[numerator].astype("Float64")
-    den = frame[denominator].astype("Float64")
-    frame[name] = (num * per / den.where(den != 0)).round(1)
-    return frame
-
-
-class PopulationFigures:
+class PopulationFigures(Figures):
     """The figures of one population health report, for a GP practice or (linked) an ICB."""
 
     def __init__(self, ws, as_of: dt.date) -> None:
-        self.ws = ws
-        self.as_of = check_as_of(ws, as_of, month_end_only=False)
+        super().__init__(ws, as_of)
         self.previous = add_years(as_of, -1)
-        self.org = ws.federation.org(ws.org)
-        self.icb = self.org.org_type == "icb"
         self.deprivation = "imd_decile" if self.icb else "imd_quintile"
         if self.icb:
             # What an ICB sees: the providers of its row-level agreements (policy's one answer,
@@ -108,7 +79,6 @@ class PopulationFigures:
             self.patients = ws.table("patients")
             self.registers = ws.table("ltc_registers")
             self.spells = None
-        self._cache: dict[str, Released] = {}
 
     def _union(self, name: str, orgs: list[str]):
         return ibis.union(*(self.ws.table(name, source=o) for o in orgs), distinct=False)
@@ -180,7 +150,7 @@ class PopulationFigures:
     def prevalence(self, by: str = "year") -> Released:
         """The rows of :meth:`prevalence_all` for one breakdown (``group`` = its values)."""
         part = self.prevalence_all()
-        return _subset(part, part.data["breakdown"] == by)
+        return part.where(part.data["breakdown"] == by)
 
     def list_sizes(self, by: str = "year") -> dict:
         """Released list sizes per group of ``by``: the denominators of hypertension
@@ -212,7 +182,7 @@ class PopulationFigures:
             )
             self._cache["multimorbidity"] = _sorted(released, ["breakdown", "group", "conditions"])
         stacked = self._cache["multimorbidity"]
-        released = _subset(stacked, stacked.data["breakdown"] == by)
+        released = stacked.where(stacked.data["breakdown"] == by)
         data = released.data
         sizes = self.list_sizes(by)
         totals = data["group"].map(sizes).astype("Float64")
@@ -248,17 +218,20 @@ class PopulationFigures:
             total = self.list_sizes().get(NOW, pd.NA)
             data["people_pct"] = (data["people"].astype("Float64") * 100 / total).round(1)
             if linked:
-                _rate(data, "admissions_per_1000", "emergency_admissions", "people")
-                _rate(data, "bed_days_per_1000", "bed_days", "people")
+                data["admissions_per_1000"] = rate(
+                    data["emergency_admissions"], data["people"], 1000
+                )
+                data["bed_days_per_1000"] = rate(data["bed_days"], data["people"], 1000)
             order = [t for t, _ in m.RISK_TIERS] + list(m.SEGMENTS)
             self._cache["activity"] = _sorted(released, ["breakdown", "group"], {"group": order})
         return self._cache["activity"]
 
     def _part(self, name: str, title: str) -> Released:
         part = self.activity()
-        part = _subset(part, part.data["breakdown"] == name, title)
-        data = part.data.drop(columns="breakdown").rename(columns={"group": name})
-        return Released(data, part.suppressed, title, part.source, part.note, part.n_suppressed)
+        part = part.where(part.data["breakdown"] == name, title)
+        part.data.drop(columns="breakdown", inplace=True)
+        part.data.rename(columns={"group": name}, inplace=True)
+        return part
 
     def risk_tiers(self) -> Released:
         """People per risk tier (illustrative score); at the ICB with activity."""
@@ -278,9 +251,11 @@ class PopulationFigures:
             )
             data = released.data
             for name in m.CORE20PLUS5_REGISTERS:
-                percent(data, f"{name}_pct", name, "people")
+                data[f"{name}_pct"] = rate(data[name], data["people"])
             if self.linked:
-                _rate(data, "admissions_per_1000", "emergency_admissions", "people")
+                data["admissions_per_1000"] = rate(
+                    data["emergency_admissions"], data["people"], 1000
+                )
             order = {"core20": [m.CORE20, m.REST, m.IMD_NOT_KNOWN]}
             self._cache["core20"] = _sorted(released, ["core20"], order)
         return self._cache["core20"]

@@ -18,13 +18,13 @@ activity divides units issued by occupied G&A bed days, which are released under
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 
 import ibis
 import pandas as pd
 
-from fdp_kernel.errors import GovernanceError, UsageError
-from fdp_kernel.figures.common import Sections, combine_counts, headline, merge_provenance
+from fdp_kernel.errors import UsageError
+from fdp_kernel.figures.base import Figures, Sections
+from fdp_kernel.figures.common import headline, month_start, plain, ratio
 from fdp_kernel.governance import policy
 from fdp_kernel.governance.disclosure import Magnitude
 from fdp_kernel.governance.released import Released
@@ -79,20 +79,6 @@ SECTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 }
 
 
-def _py(value):
-    if value is None or pd.isna(value):
-        return None
-    number = float(value)
-    return int(number) if number.is_integer() and not isinstance(value, float) else number
-
-
-def _month_start(day: dt.date, back: int = 0) -> dt.date:
-    first = day.replace(day=1)
-    for _ in range(back):
-        first = (first - dt.timedelta(days=1)).replace(day=1)
-    return first
-
-
 def price_benchmark(frame: pd.DataFrame, by: str = "product_group") -> pd.DataFrame:
     """Unit price, benchmark and savings per organisation and ``by`` group, from released
     ``spend`` and ``units`` (one row per ``org`` and group; see ``metrics.supply.spend``).
@@ -112,7 +98,7 @@ def price_benchmark(frame: pd.DataFrame, by: str = "product_group") -> pd.DataFr
     return data
 
 
-class SupplyFigures(Sections):
+class SupplyFigures(Sections, Figures):
     """The figures of one supply chain report, for a trust or (federated) an ICB.
 
     ``ws`` is a ``supply_chain_planning`` workspace; ``activity`` an optional
@@ -120,28 +106,22 @@ class SupplyFigures(Sections):
     """
 
     SECTIONS = SECTIONS
+    VIEWS = VIEWS
+    REPORT = "supply chain"
+    PURPOSE = PLANNING
+    SECOND = ACTIVITY
+    EXACT_MAGNITUDES = True  # money: summed as it is, unknown if any trust's is hidden
 
     def __init__(self, ws, as_of: dt.date, months: int = 12, activity=None) -> None:
-        org_type = ws.federation.org(ws.org).org_type
-        if org_type not in VIEWS:
-            raise UsageError(
-                f"supply chain reports are for {', '.join(VIEWS)} organisations; "
-                f"{ws.org} is {org_type}"
-            )
-        if ws.purpose.id != PLANNING:
-            raise UsageError(f"the figures need a {PLANNING} workspace, not {ws.purpose.id}")
+        super().__init__(ws, as_of, activity)
         if months < 2:
             raise UsageError(f"months must be at least 2, got {months}")
-        self.ws = ws
-        self.activity = activity
-        self.view = VIEWS[org_type]
-        self.as_of = as_of
         self.months = months
-        self.start = _month_start(as_of, months - 1)
+        self.start = month_start(as_of, months - 1)
         self.year = (as_of - dt.timedelta(days=364), as_of)
-        previous_end = _month_start(as_of) - dt.timedelta(days=1)
+        previous_end = month_start(as_of) - dt.timedelta(days=1)
         self.periods = {
-            PERIODS[0]: (_month_start(as_of), as_of),
+            PERIODS[0]: (month_start(as_of), as_of),
             PERIODS[1]: (previous_end.replace(day=1), previous_end),
         }
         self.trusts = [
@@ -151,20 +131,24 @@ class SupplyFigures(Sections):
             )
             if ws.federation.org(o).org_type == "acute_trust"
         ]
-        self.by_trust: dict[str, object] = {}
+        self.nodes = self.trusts
 
     @classmethod
     def open(cls, org: str, as_of: dt.date, months: int = 12) -> SupplyFigures:
         """Connect for ``supply_chain_planning`` (and, for bed days, ``care_coordination_
         planning`` if the user holds it) and return the organisation's figures."""
-        from fdp_kernel.workspace import connect
-
-        ws = connect(purpose=PLANNING, org=org)
-        try:
-            activity = connect(purpose=ACTIVITY, org=org)
-        except GovernanceError as exc:
-            activity = exc
+        ws, activity = cls._connect(org)
         return cls(ws, as_of, months, activity)
+
+    @property
+    def activity(self):
+        """The ``care_coordination_planning`` workspace, or the refusal saying why not."""
+        return self.second
+
+    @property
+    def by_trust(self) -> dict:
+        """ICB: each trust's released figures (a ``FederatedResult``) by title."""
+        return self.by_node
 
     # -- layout helpers ---------------------------------------------------------------------
     def describe(self) -> str:
@@ -177,63 +161,6 @@ class SupplyFigures(Sections):
                 "under DSA-SUPPLY-ICB and released the figures compared here"
             )
         return f"**{name} ({self.ws.org})**, {self.months} months to {self.as_of:%d %B %Y}, {how}."
-
-    def provenance(self) -> dict:
-        prov = self.ws.provenance()
-        used = {
-            o.agreement
-            for result in self.by_trust.values()
-            for o in result.outcomes.values()
-            if o.agreement
-        }
-        prov["agreements"] = sorted({*prov["agreements"], *used})
-        return merge_provenance(prov, self._activity_ws())
-
-    # -- plumbing ---------------------------------------------------------------------------
-    def _figure(
-        self,
-        make: Callable,
-        *,
-        title: str,
-        by: tuple[str, ...] | None = (),
-        statistics: dict[str, str] | None = None,
-        magnitudes: dict[str, Magnitude] | None = None,
-        ws=None,
-    ):
-        """Release ``make(node)`` at this trust, or (ICB) at each trust: summed over trusts by
-        ``by``, or per trust (a ``FederatedResult`` with an ``org`` column) when ``by`` is
-        None or there are statistics."""
-        ws = ws or self.ws
-        spec = {"statistics": statistics, "magnitudes": magnitudes}
-        if self.view != "icb":
-            return ws.release(make(ws), title=title, **spec)
-        result = ws.federated(make, self.trusts, title=title, **spec)
-        self.by_trust[title] = result
-        if by is None or statistics:
-            return result
-        combined = combine_counts(result, by, title)
-        for column in magnitudes or {}:  # money: summed as floats, unknown if any is hidden
-            data = result.data
-            grouped = data.groupby(list(by), dropna=False, sort=True) if by else [((), data)]
-            totals = [part[column].astype("Float64").sum(skipna=False) for _, part in grouped]
-            combined.data[column] = pd.array(totals, dtype="Float64")
-            hidden = combined.data[column].isna()
-            combined.suppressed[column] = hidden.map({True: "node suppressed", False: ""})
-        return combined
-
-    def _periods(self, metric: Callable) -> ibis.Table:
-        parts = [
-            metric(lo, hi).mutate(period=ibis.literal(name))
-            for name, (lo, hi) in self.periods.items()
-        ]
-        return ibis.union(*parts)
-
-    def _activity_ws(self):
-        return None if isinstance(self.activity, GovernanceError) else self.activity
-
-    @staticmethod
-    def _tables(node, *names: str):
-        return [node.table(n) for n in names]
 
     # -- stock --------------------------------------------------------------------------------
     def days_of_stock(self, by: tuple[str, ...] = ("product_group",)):
@@ -428,7 +355,7 @@ class SupplyFigures(Sections):
     def consumption_per_bed_day(self, category: str = m.GLOVES_CATEGORY):
         """Units of ``category`` issued per occupied G&A bed day, by month (per trust at the
         ICB), or a sentence saying why it is not shown."""
-        activity = self._activity_ws()
+        activity = self._second_ws()
         if activity is None:
             return f"Not shown: occupied bed days need the {ACTIVITY} purpose ({self.activity})"
 
@@ -494,7 +421,7 @@ class SupplyFigures(Sections):
         out = self._figure(stockouts, title="Stock-outs, monthly", by=("period",)).data
         out = out.set_index("period")
         rate = [
-            _ratio(out["stockout_days"].get(p), out["sku_location_days"].get(p), 100.0, 2)
+            ratio(out["stockout_days"].get(p), out["sku_location_days"].get(p), 100.0, 2)
             for p in PERIODS
         ]
         br = self._figure(breaches, title="Reorder point breaches", by=("period",)).data
@@ -505,12 +432,12 @@ class SupplyFigures(Sections):
             ("Stock-out rate (% of product-location-days)", *rate, "as low as possible"),
             (
                 "Product-locations below reorder point (month end)",
-                *(_py(br["below_reorder_point"].get(p)) for p in PERIODS),
+                *(plain(br["below_reorder_point"].get(p)) for p in PERIODS),
                 "",
             ),
             (
                 "Product-locations stocked (month end)",
-                *(_py(br["sku_locations"].get(p)) for p in PERIODS),
+                *(plain(br["sku_locations"].get(p)) for p in PERIODS),
                 "",
             ),
             (
@@ -554,29 +481,22 @@ class SupplyFigures(Sections):
 
 
 def _round(value, digits: int):
-    value = _py(value)
+    value = plain(value)
     return None if value is None else round(float(value), digits)
 
 
 def _whole(value):
-    value = _py(value)
+    value = plain(value)
     return None if value is None else round(float(value))
-
-
-def _ratio(num, den, scale: float = 100.0, digits: int = 1):
-    num, den = _py(num), _py(den)
-    if num is None or not den:
-        return None
-    return round(num * scale / den, digits)
 
 
 def _per_month(data: pd.DataFrame, pooled: bool) -> dict:
     """Units per bed day by month; pooled over trusts (sum / sum) at the ICB."""
     if not pooled:
-        return {r.month: _py(r.units_per_bed_day) for r in data.itertuples()}
+        return {r.month: plain(r.units_per_bed_day) for r in data.itertuples()}
     sums = data.groupby("month")[["units_issued", "occupied_bed_days"]].sum(min_count=1)
     return {
-        month: _ratio(row.units_issued, row.occupied_bed_days, 1.0, 2)
+        month: ratio(row.units_issued, row.occupied_bed_days, 1.0, 2)
         for month, row in sums.iterrows()
     }
 

@@ -1,16 +1,17 @@
 """Vaccination and immunisation figures for templates/vaccination.ipynb.
 
 For a GP practice, every figure comes from one aggregate of its own governed tables,
-released through its workspace. For an ICB, the same query (written once against the
-catalogue) runs at each practice under the vaccination agreement (``ws.federated``): each
-practice releases its own disclosure-controlled figures, and the ICB view adds them up.
+released through its workspace. For an ICB, the same query runs at each practice under the
+vaccination agreement (``ws.federated``): each practice releases its own disclosure-controlled
+figures, and the ICB view adds them up.
 
 Adding up released figures: where a practice's eligible or vaccinated count for a row is
 suppressed, that practice is left out of the row (both counts), and the row says how many
-practices it includes and how many were left out. Summing with a suppressed cell treated as
-unknown (``combine_nodes``) would hide almost every ICB figure for small cohorts, since some
-practice always has 1-7 children turning one in a year. Uptake is computed from the summed
-counts. The practice league table shows each practice's own released figures.
+practices it includes and how many were left out (``federation.combine_where_released``).
+Summing with a suppressed cell as a lower bound (``FederatedResult.combined``) would hide
+almost every ICB uptake for small cohorts, since some practice always has 1-7 children turning
+one in a year. Uptake is computed from the summed counts. The practice league table shows each
+practice's own released figures.
 
 Percentages are computed from released (suppressed and rounded) counts; inequality gaps and
 the slope index of inequality from released percentages.
@@ -24,11 +25,12 @@ import numpy as np
 import pandas as pd
 
 import fdp_kernel
-from fdp_kernel import catalog
 from fdp_kernel.errors import GovernanceError
-from fdp_kernel.figures.common import check_as_of, headline, percent
+from fdp_kernel.federation import combine_where_released
+from fdp_kernel.figures.base import Figures
+from fdp_kernel.figures.common import headline
 from fdp_kernel.governance import policy
-from fdp_kernel.governance.released import Released
+from fdp_kernel.governance.released import Released, rate
 from fdp_kernel.metrics import vaccination as m
 
 NOW, PREVIOUS, LAST_SEASON = "now", "previous", "last_season"
@@ -39,40 +41,30 @@ POINT_LABELS = {
 }
 KEYS = ["cohort", "point", "breakdown", "group"]
 CALL_LIST_COLUMNS = ("nhs_number", "given_name", "family_name", "date_of_birth", "sex")
+TABLES = ("patients", "ltc_registers", "vaccinations")
+UPTAKE = "Vaccination uptake"  # the title of the uptake release (and of its by_node entry)
 
 
-def _subset(released: Released, mask, title: str | None = None) -> Released:
-    """The rows of ``released`` where ``mask`` holds, as a Released of their own."""
-    mask = pd.Series(mask, index=released.data.index).fillna(False).astype(bool)
-    data = released.data.loc[mask].reset_index(drop=True)
-    hidden = released.suppressed.loc[mask].reset_index(drop=True)
-    n = int((hidden != "").sum().sum()) if len(hidden.columns) else 0
-    return Released(
-        data, hidden, title or released.title, released.source, released.note, n, released.listing
-    )
+def _blocks(points) -> dict[tuple[str, str], dict[str, str]]:
+    """The column pair of an ``uptake_table`` for each (cohort, point)."""
+    return {
+        (cohort, point): {k: m.column(cohort, point, k) for k in ("eligible", "vaccinated")}
+        for cohort, point, _ in points
+    }
 
 
-def melt(data: pd.DataFrame, hidden: pd.DataFrame | None, points, ids: list[str]):
-    """An ``uptake_table`` (wide: a column pair per point) as long rows ``*ids``, ``cohort``,
-    ``point``, ``eligible``, ``vaccinated``; with ``hidden`` (the suppression reasons) too."""
-    frames, reasons = [], []
-    for cohort, point, _ in points:
-        cols = {k: m.column(cohort, point, k) for k in ("eligible", "vaccinated")}
+def melt(data: pd.DataFrame, points, ids: list[str]) -> pd.DataFrame:
+    """The rows of an ``uptake_table`` (wide: a column pair per point) as long rows ``*ids``,
+    ``cohort``, ``point``, ``eligible``, ``vaccinated``."""
+    frames = []
+    for (cohort, point), columns in _blocks(points).items():
         part = data[ids].copy()
         part.insert(len(ids), "cohort", cohort)
         part.insert(len(ids) + 1, "point", point)
-        for k, c in cols.items():
+        for k, c in columns.items():
             part[k] = data[c].astype("Int64")
         frames.append(part)
-        if hidden is not None:
-            reasons.append(
-                pd.DataFrame(
-                    {k: hidden.get(c, pd.Series("", index=data.index)) for k, c in cols.items()}
-                )
-            )
-    long = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    why = pd.concat(reasons, ignore_index=True) if reasons else None
-    return long, why
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def combine_practices(
@@ -81,46 +73,28 @@ def combine_practices(
     """ICB figures from practice-released ones: per ``by`` group, sums of ``eligible`` and
     ``vaccinated`` over the practices whose two figures were both released, with
     ``practices`` (how many were summed) and ``practices_suppressed`` (how many were left out
-    because a figure was suppressed). A group no practice could contribute to is <NA>."""
-    rows = []
-    if not data.empty:
-        for key, part in data.groupby(by, dropna=False, sort=False):
-            key = key if isinstance(key, tuple) else (key,)
-            shown = part["eligible"].notna() & part["vaccinated"].notna()
-            n = int(shown.sum())
-            rows.append(
-                {
-                    **dict(zip(by, key, strict=True)),
-                    "eligible": int(part.loc[shown, "eligible"].sum()) if n else pd.NA,
-                    "vaccinated": int(part.loc[shown, "vaccinated"].sum()) if n else pd.NA,
-                    "practices": n,
-                    "practices_suppressed": int((~shown).sum()),
-                }
-            )
-    columns = [*by, "eligible", "vaccinated", "practices", "practices_suppressed"]
-    frame = pd.DataFrame(rows, columns=columns)
-    for c in ("eligible", "vaccinated"):
-        frame[c] = frame[c].astype("Int64")
-    frame = percent(frame, "uptake_pct", "vaccinated", "eligible")
-    hidden = pd.DataFrame(
-        {
-            c: frame[c].isna().map({True: "no practice released it", False: ""})
-            for c in ("eligible", "vaccinated", "uptake_pct")
-        }
+    because a figure was suppressed), and ``uptake_pct``. A group no practice could contribute
+    to is <NA>."""
+    return combine_where_released(
+        data,
+        by,
+        ("eligible", "vaccinated"),
+        noun="practice",
+        percentages={"uptake_pct": ("vaccinated", "eligible")},
+        title=title,
+        source=source or "federated",
+        note=note,
     )
-    n = int((frame[["eligible", "vaccinated"]].isna()).sum().sum())
-    return Released(frame, hidden, title, source or "federated", note, n)
 
 
 def _combined_note(result) -> str:
-    ok = [o for o, x in result.outcomes.items() if x.status == "ok"]
     note = (
-        f"Sum of the figures released by {len(ok)} practices; a practice whose eligible or "
+        f"Sum of the figures released by {len(result.ok)} practices; a practice whose eligible or "
         "vaccinated count for a row was suppressed is left out of that row "
         "(practices_suppressed). Uptake from the summed counts."
     )
     if result.partial:
-        note += " PARTIAL: " + ", ".join({**result.declined, **result.failed}) + " not included."
+        note += " PARTIAL: " + ", ".join(result.missing) + " not included."
     return note
 
 
@@ -141,14 +115,6 @@ def _order(frame: pd.DataFrame) -> list[int]:
         }
     )
     return order.sort_values(["c", "p", "b", "n", "g"], kind="stable")["row"].to_list()
-
-
-def _ordered(data: pd.DataFrame, hidden: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    order = _order(data.reset_index(drop=True))
-    return (
-        data.reset_index(drop=True).iloc[order].reset_index(drop=True),
-        hidden.reset_index(drop=True).iloc[order].reset_index(drop=True),
-    )
 
 
 def for_display(frame: pd.DataFrame, index: str | None = None) -> pd.DataFrame:
@@ -194,18 +160,13 @@ def slope_index(frame: pd.DataFrame, value: str = "uptake_pct", weight: str = "e
     return round(float(np.average((rank - mean_r) * (y - mean_y), weights=w) / var), 1)
 
 
-class VaccinationFigures:
+class VaccinationFigures(Figures):
     """The figures of one vaccination report, for a GP practice or (federated) an ICB."""
 
     def __init__(self, ws, as_of: dt.date) -> None:
-        self.ws = ws
-        self.as_of = check_as_of(ws, as_of, month_end_only=False)
-        self.org = ws.federation.org(ws.org)
-        self.icb = self.org.org_type == "icb"
+        super().__init__(ws, as_of)
         self.season = m.Season.of(as_of)
-        self._uptake: Released | None = None
-        self._weekly: pd.DataFrame | None = None
-        self._by_practice = None  # the federated result (ICB)
+        self.nodes = self.practices() if self.icb else None
 
     # -- the one query ------------------------------------------------------------------------
     def points(self, cohorts=tuple(m.COHORTS)) -> list[tuple[str, str, dt.date]]:
@@ -231,52 +192,36 @@ class VaccinationFigures:
             if fed.org(o).org_type == "gp_practice"
         ]
 
-    def _tables(self, unbound: bool):
-        names = ("patients", "ltc_registers", "vaccinations")
-        return [catalog.table(n) if unbound else self.ws.table(n) for n in names]
-
-    def _run(self, make, title: str):
-        """Release ``make(tables)`` here (practice) or at every practice (ICB)."""
-        if self.icb:
-            return self.ws.federated(make(*self._tables(True)), orgs=self.practices(), title=title)
-        return self.ws.release(make(*self._tables(False)), title=title)
+    def _per_practice(self, make, title: str):
+        """``make(patients, registers, vaccinations)`` released here (a practice) or at every
+        practice, per practice (the ICB: a ``FederatedResult``)."""
+        return self._figure(lambda node: make(*self._tables(node, *TABLES)), title=title, by=None)
 
     def uptake(self) -> Released:
         """Long rows: ``cohort``, ``point``, ``breakdown``, ``group``, ``eligible``,
         ``vaccinated``, ``uptake_pct`` (released at the practice; at the ICB summed over the
         practices, with ``practices`` and ``practices_suppressed``)."""
-        if self._uptake is None:
-            points, title = self.points(), "Vaccination uptake"
+        return self._cached("uptake", self._uptake)
 
-            def make(patients, registers, vaccinations):
-                return m.uptake_table(patients, registers, vaccinations, points, m.BREAKDOWNS)
+    def _uptake(self) -> Released:
+        points, ids = self.points(), ["breakdown", "group"]
 
-            got = self._run(make, title)
-            ids = ["breakdown", "group"]
-            if self.icb:
-                self._by_practice = got
-                long, _ = melt(got.data, None, points, ["org", *ids])
-                ok = [o for o, x in got.outcomes.items() if x.status == "ok"]
-                source = (
-                    f"{self.org.code} federated over {len(ok)} practices ({self.ws.purpose.id})"
-                )
-                combined = combine_practices(
-                    long, ["cohort", "point", *ids], title, _combined_note(got), source
-                )
-                data, hidden = _ordered(combined.data, combined.suppressed)
-                self._uptake = Released(
-                    data, hidden, title, source, combined.note, combined.n_suppressed
-                )
-            else:
-                long, why = melt(got.data, got.suppressed, points, ids)
-                long = percent(long, "uptake_pct", "vaccinated", "eligible")
-                why["uptake_pct"] = ((why["eligible"] != "") | (why["vaccinated"] != "")).map(
-                    {True: "percentage: component suppressed", False: ""}
-                )
-                data, hidden = _ordered(long, why)
-                n = int((hidden[["eligible", "vaccinated"]] != "").sum().sum())
-                self._uptake = Released(data, hidden, title, got.source, got.note, n)
-        return self._uptake
+        def make(patients, registers, vaccinations):
+            return m.uptake_table(patients, registers, vaccinations, points, m.BREAKDOWNS)
+
+        got = self._per_practice(make, UPTAKE)
+        if self.icb:
+            long = melt(got.data, points, ["org", *ids])
+            source = (
+                f"{self.org.code} federated over {len(got.ok)} practices ({self.ws.purpose.id})"
+            )
+            uptake = combine_practices(
+                long, ["cohort", "point", *ids], UPTAKE, _combined_note(got), source
+            )
+        else:
+            uptake = got.stacked(ids, _blocks(points), ("cohort", "point"))
+            uptake = uptake.with_percentages({"uptake_pct": ("vaccinated", "eligible")})
+        return uptake.reordered(_order(uptake.data))
 
     def _all(self) -> pd.DataFrame:
         data = self.uptake().data
@@ -340,19 +285,12 @@ class VaccinationFigures:
     def counts(self) -> Released:
         """Eligible, vaccinated and uptake per cohort and point (the whole cohort)."""
         all_rows = self.uptake().data["breakdown"] == m.ALL
-        part = _subset(self.uptake(), all_rows, "Eligible and vaccinated")
-        data = part.data.drop(columns=["breakdown", "group"])
+        part = self.uptake().where(all_rows, "Eligible and vaccinated")
+        data = part.data
         data.insert(0, "cohort_label", data["cohort"].map(lambda c: m.COHORTS[c].label))
         data["point"] = data["point"].map(POINT_LABELS)
-        hidden = part.suppressed
-        return Released(
-            data.drop(columns=["cohort"]),
-            hidden,
-            part.title,
-            part.source,
-            part.note,
-            part.n_suppressed,
-        )
+        data.drop(columns=["breakdown", "group", "cohort"], inplace=True)
+        return part
 
     def weekly(self) -> pd.DataFrame:
         """Cumulative weekly uptake of the seasonal cohorts, this season against last:
@@ -360,61 +298,60 @@ class VaccinationFigures:
         season's census date: this season's "now", last season's final figure), ``vaccinated``
         (cumulative), ``uptake_pct`` and ``uptake`` (a share; <NA> where suppressed). At the
         ICB, each practice's released counts are summed as in :meth:`uptake`."""
-        if self._weekly is None:
-            title = "Cumulative weekly uptake"
+        return self._cached("weekly", self._weekly)
 
-            def make(patients, registers, vaccinations):
-                return m.cumulative_weekly_uptake(
-                    patients, registers, vaccinations, m.SEASONAL, self.as_of
-                )
+    def _weekly(self) -> pd.DataFrame:
+        title = "Cumulative weekly uptake"
 
-            got = self._run(make, title)
-            rows = got.data.copy()
-            point = {self.season.label: NOW, self.season.previous.label: LAST_SEASON}
-            rows["point"] = rows["season"].map(point)
-            # Every week's eligible is the cohort on the census date, which the uptake table
-            # also releases; take it from there (secondary suppression may hide it here).
-            self.uptake()
-            ids = ["org"] if self.icb else []
-            source = self._by_practice.data if self.icb else self.uptake().data
-            if self.icb:
-                source, _ = melt(source, None, self.points(), ["org", "breakdown", "group"])
-            whole = source[source["breakdown"] == m.ALL].set_index([*ids, "cohort", "point"])
-            keys = pd.MultiIndex.from_frame(rows[[*ids, "cohort", "point"]])
-            rows["eligible"] = whole["eligible"].reindex(keys).to_numpy()
-            if self.icb:
-                by = ["cohort", "season", "week", "point"]
-                rows = combine_practices(rows, by).data
-            else:
-                rows = percent(rows, "uptake_pct", "vaccinated", "eligible")
-            rows["week"] = rows["week"].astype(int)
-            seasons = {s.label: s for s in (self.season, self.season.previous)}
-
-            def week_end(row) -> dt.date:
-                ends = m.week_ends(seasons[row["season"]], m.COHORTS[row["cohort"]].programme)
-                return ends[min(row["week"], len(ends)) - 1]
-
-            rows["week_end"] = rows.apply(week_end, axis=1) if len(rows) else []
-            rows["uptake"] = rows["uptake_pct"].astype("Float64") / 100
-            order = pd.DataFrame(
-                {
-                    "c": rows["cohort"].map({c: i for i, c in enumerate(m.COHORTS)}),
-                    "s": rows["season"],
-                    "w": rows["week"],
-                }
-            ).sort_values(["c", "s", "w"], kind="stable")
-            columns = ["cohort", "season", "week", "week_end", "eligible", "vaccinated"]
-            self._weekly = rows.loc[order.index, [*columns, "uptake_pct", "uptake"]].reset_index(
-                drop=True
+        def make(patients, registers, vaccinations):
+            return m.cumulative_weekly_uptake(
+                patients, registers, vaccinations, m.SEASONAL, self.as_of
             )
-        return self._weekly
+
+        got = self._per_practice(make, title)
+        rows = got.data.copy()
+        point = {self.season.label: NOW, self.season.previous.label: LAST_SEASON}
+        rows["point"] = rows["season"].map(point)
+        # Every week's eligible is the cohort on the census date, which the uptake table
+        # also releases; take it from there (secondary suppression may hide it here).
+        self.uptake()
+        ids = ["org"] if self.icb else []
+        source = self.by_node[UPTAKE].data if self.icb else self.uptake().data
+        if self.icb:
+            source = melt(source, self.points(), ["org", "breakdown", "group"])
+        whole = source[source["breakdown"] == m.ALL].set_index([*ids, "cohort", "point"])
+        keys = pd.MultiIndex.from_frame(rows[[*ids, "cohort", "point"]])
+        rows["eligible"] = whole["eligible"].reindex(keys).to_numpy()
+        if self.icb:
+            by = ["cohort", "season", "week", "point"]
+            rows = combine_practices(rows, by).data
+        else:
+            rows["uptake_pct"] = rate(rows["vaccinated"], rows["eligible"])
+        rows["week"] = rows["week"].astype(int)
+        seasons = {s.label: s for s in (self.season, self.season.previous)}
+
+        def week_end(row) -> dt.date:
+            ends = m.week_ends(seasons[row["season"]], m.COHORTS[row["cohort"]].programme)
+            return ends[min(row["week"], len(ends)) - 1]
+
+        rows["week_end"] = rows.apply(week_end, axis=1) if len(rows) else []
+        rows["uptake"] = rows["uptake_pct"].astype("Float64") / 100
+        order = pd.DataFrame(
+            {
+                "c": rows["cohort"].map({c: i for i, c in enumerate(m.COHORTS)}),
+                "s": rows["season"],
+                "w": rows["week"],
+            }
+        ).sort_values(["c", "s", "w"], kind="stable")
+        columns = ["cohort", "season", "week", "week_end", "eligible", "vaccinated"]
+        return rows.loc[order.index, [*columns, "uptake_pct", "uptake"]].reset_index(drop=True)
 
     def equity(self, breakdown: str, point: str) -> Released:
         """Uptake by ``imd_quintile`` or ``ethnic_group`` at ``point`` (now or last season)."""
         data = self.uptake().data
         mask = (data["breakdown"] == breakdown) & (data["point"] == point)
         name = "IMD quintile (1 = most deprived)" if breakdown == "imd_quintile" else "ethnic group"
-        return _subset(self.uptake(), mask, f"Uptake by {name}: {POINT_LABELS[point].lower()}")
+        return self.uptake().where(mask, f"Uptake by {name}: {POINT_LABELS[point].lower()}")
 
     def gaps(self, point: str) -> pd.DataFrame:
         """Per cohort: uptake in IMD quintiles 1 and 5, the gap (Q5 - Q1, percentage points)
@@ -470,11 +407,11 @@ class VaccinationFigures:
             )
             raise self.ws.refuse("league", exc)
         self.uptake()
-        long, _ = melt(self._by_practice.data, None, self.points(), ["org", "breakdown", "group"])
+        long = melt(self.by_node[UPTAKE].data, self.points(), ["org", "breakdown", "group"])
         rows = long[
             (long["cohort"] == cohort) & (long["point"] == point) & (long["breakdown"] == m.ALL)
         ].copy()
-        rows = percent(rows, "uptake_pct", "vaccinated", "eligible")
+        rows["uptake_pct"] = rate(rows["vaccinated"], rows["eligible"])
         rows.insert(1, "practice", rows["org"].map(lambda o: self.ws.federation.org(o).name))
         target = self.target(cohort)
 
@@ -512,8 +449,8 @@ class VaccinationFigures:
             def make(patients, registers, vaccinations):
                 return m.uptake_table(patients, registers, vaccinations, points)
 
-            got = icb._run(make, "ICB uptake")
-            long, _ = melt(got.data, None, points, ["org"])
+            got = icb._per_practice(make, "ICB uptake")
+            long = melt(got.data, points, ["org"])
             combined = combine_practices(long, ["cohort", "point"]).data
         theirs = combined.set_index(["cohort", "point"])["uptake_pct"]
         out = []
@@ -558,14 +495,6 @@ def call_list(ws, as_of: dt.date, cohorts=tuple(m.COHORTS)) -> Released:
         data["nhs_number"] = data["nhs_number"].str.replace(
             r"^(\d{3})(\d{3})(\d{4})$", r"\1 \2 \3", regex=True
         )
-    order = data.sort_values(["cohort", "family_name", "given_name"], kind="stable").index
-    data = data.loc[order].reset_index(drop=True)
-    return Released(
-        data,
-        released.suppressed.loc[order].reset_index(drop=True),
-        released.title,
-        released.source,
-        released.note,
-        0,
-        listing=True,
+    return released.reordered(
+        data.sort_values(["cohort", "family_name", "given_name"], kind="stable").index
     )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from fdp_kernel.governance.disclosure import DisclosureRules
+from fdp_kernel.errors import UsageError
+from fdp_kernel.governance.disclosure import PERCENTAGE_COMPONENT, DisclosureRules
 
 
 def rules_note(rules: DisclosureRules, n_suppressed: int, listing: bool = False) -> str:
@@ -27,6 +28,14 @@ def rules_note(rules: DisclosureRules, n_suppressed: int, listing: bool = False)
     if n_suppressed:
         note += f" {n_suppressed} cell{'s' if n_suppressed != 1 else ''} suppressed."
     return note
+
+
+def rate(numerator: pd.Series, denominator: pd.Series, per: float = 100) -> pd.Series:
+    """``numerator`` / ``denominator`` x ``per`` to 1 decimal place, from released figures:
+    <NA> where either is <NA> (suppressed) or the denominator is 0."""
+    num = numerator.astype("Float64")
+    den = denominator.astype("Float64")
+    return (num * per / den.where(den != 0)).round(1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,6 +84,51 @@ class Released:
 
     def retitled(self, title: str | None):
         return dataclasses.replace(self, title=title)
+
+    def reordered(self, order: Sequence[int] | np.ndarray | pd.Index):
+        """The same released rows in ``order`` (every row position once): a sort, so nothing
+        hidden or shown changes and ``n_suppressed`` is kept."""
+        order = np.asarray(order, dtype=np.intp)
+        if not np.array_equal(np.sort(order), np.arange(len(self.data))):
+            raise UsageError("reordered takes every row position once; take() takes a subset")
+        return dataclasses.replace(self.take(order), n_suppressed=self.n_suppressed)
+
+    def stacked(
+        self,
+        ids: Sequence[str],
+        blocks: Mapping[tuple, Mapping[str, str]],
+        names: Sequence[str],
+    ):
+        """Blocks of columns as rows (wide to long): for each key of ``blocks``, every row's
+        ``ids`` columns, the key's values in new columns ``names``, and the block's columns
+        (new name -> released column). Each cell keeps its suppression reason."""
+        frames, reasons = [], []
+        for key, block in blocks.items():
+            part = self.data[list(ids)].copy()
+            for i, (name, value) in enumerate(zip(names, key, strict=True)):
+                part.insert(len(ids) + i, name, value)
+            shown = pd.Series("", index=self.data.index)
+            why = {new: self.suppressed.get(old, shown) for new, old in block.items()}
+            for new, old in block.items():
+                part[new] = self.data[old]
+            frames.append(part)
+            reasons.append(pd.DataFrame(why))
+        data = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        hidden = pd.concat(reasons, ignore_index=True) if reasons else pd.DataFrame()
+        n = int((hidden != "").to_numpy().sum()) if len(hidden.columns) else 0
+        return dataclasses.replace(self, data=data, suppressed=hidden, n_suppressed=n)
+
+    def with_percentages(self, percentages: Mapping[str, tuple[str, str]]):
+        """A copy with a column ``name`` = numerator / denominator x 100 (1 dp) for each of
+        ``percentages`` (name -> (numerator, denominator)), from the released counts; as in a
+        release, a percentage is hidden where either count is and is not counted in
+        ``n_suppressed``."""
+        data, hidden = self.data.copy(), self.suppressed.copy()
+        for name, (numerator, denominator) in percentages.items():
+            data[name] = rate(data[numerator], data[denominator])
+            component = (hidden[numerator] != "") | (hidden[denominator] != "")
+            hidden[name] = component.map({True: PERCENTAGE_COMPONENT, False: ""})
+        return dataclasses.replace(self, data=data, suppressed=hidden)
 
     def to_pandas(self) -> pd.DataFrame:
         """A copy of the released figures (suppressed cells are <NA>)."""
