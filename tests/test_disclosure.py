@@ -239,7 +239,7 @@ def test_magnitude_contributors_rule_and_secondary_and_helpers_dropped():
             ("a", 1000.0, 20, 200.0, 150.0),  # shown
             ("b", 400.0, 9, 150.0, 100.0),  # 9 < 10 contributors
             ("c", 300.0, 12, 60.0, 50.0),  # smallest shown total -> secondary
-            ("d", 2000.0, 15, 500.0, 400.0),  # 900 <= 0.9 * 2000: shown
+            ("d", 2000.0, 15, 500.0, 400.0),  # 900 < 0.9 * 2000: shown
         ]
     )
     result = release(df, magnitudes={"spend": MAG})
@@ -253,14 +253,14 @@ def test_magnitude_contributors_rule_and_secondary_and_helpers_dropped():
 def test_magnitude_dominance_nk_rule_boundary():
     df = magnitudes(
         [
-            ("a", 1000.0, 15, 600.0, 310.0),  # 910 > 900: dominant
-            ("b", 1000.0, 15, 600.0, 300.0),  # 900 is not > 900: shown
-            ("c", 1000.0, 15, 500.0, 300.0),  # shown
+            ("a", 1000.0, 15, 600.0, 310.0),  # 910 >= 900: dominant
+            ("b", 1000.0, 15, 600.0, 300.0),  # 900 >= 900: dominant (ACRO: k or more)
+            ("c", 1000.0, 15, 500.0, 300.0),  # 800 < 900: shown
         ]
     )
     result = release(df, DisclosureRules(secondary_suppression=False), magnitudes={"spend": MAG})
-    assert result.suppressed["spend"].tolist() == ["magnitude: dominance", "", ""]
-    assert result.data["spend"].tolist() == [pd.NA, 1000.0, 1000.0]
+    assert result.suppressed["spend"].tolist() == ["magnitude: dominance"] * 2 + [""]
+    assert result.data["spend"].tolist() == [pd.NA, pd.NA, 1000.0]
 
 
 def test_magnitude_dominance_with_n_1_uses_top1_only():

@@ -60,14 +60,23 @@ def test_a_small_group_cannot_be_had_by_differencing_two_releases(practice_ws):
     assert hidden.str.startswith("overlap").any(), second.suppressed
 
 
-def test_statistics_need_their_base_and_fail_closed(practice_ws):
+def test_statistics_bases_are_counted_by_the_pipeline_not_declared(practice_ws):
+    """A mean or median is checked against the records that contribute to it, counted by the
+    release pipeline itself: declaring a base changes nothing, and a group too small is
+    hidden whatever is declared."""
     patients = practice_ws.table("patients")
     age = ibis.date("2026-10-31").delta(patients.date_of_birth, unit="day").cast("float64")
-    expr = patients.group_by("sex").agg(people=patients.count(), mean_days=age.mean())
-    with pytest.raises(GovernanceError, match="declare it as a statistic"):
-        practice_ws.release(expr)
-    ok = practice_ws.release(expr, statistics={"mean_days": "people"})
-    assert ok.data["mean_days"].notna().any()
+    expr = patients.group_by("ethnicity").agg(
+        people=patients.count(), mean_days=age.mean(), median_days=age.median()
+    )
+    plain = practice_ws.release(expr)
+    declared = practice_ws.release(expr, statistics={"mean_days": "people"})
+    ordered = [r.data.sort_values("ethnicity").reset_index(drop=True) for r in (plain, declared)]
+    assert ordered[0].equals(ordered[1])
+    assert plain.data["mean_days"].notna().any() and plain.data["mean_days"].isna().any()
+    small = plain.suppressed["people"].str.startswith("primary")
+    assert plain.data.loc[small, ["mean_days", "median_days"]].isna().all().all()
+    assert not any(c.startswith("_fdp_") for c in plain.data.columns), "helpers never leave"
 
 
 @settings(

@@ -26,6 +26,7 @@ from fdp_kernel.errors import GovernanceError
 from fdp_kernel.figures.vaccination import VaccinationFigures, call_list
 from fdp_kernel.governance.audit import AuditLog
 from fdp_kernel.governance.rules import RULES
+from fdp_kernel.service.identity import Identity
 from tests.conftest import OPERATOR
 from tests.helpers import variant
 
@@ -73,6 +74,17 @@ class Ctx:
     act_as: Callable
     federation: Path
     monkeypatch: pytest.MonkeyPatch
+    services: object
+
+    def service_ws(self, user=OPERATOR, purpose="elective_planning", org="RSA", token=None):
+        """A thin client of the node service for this federation."""
+        self.monkeypatch.setenv("FDP_SERVICE", self.services.start(self.federation).location)
+        token = token or self.services.token(self.federation, user)
+        self.monkeypatch.setenv("FDP_SERVICE_TOKEN", token)
+        return fdp_kernel.connect(purpose=purpose, org=org)
+
+    def registry(self):
+        return self.services.start(self.federation).server.registry
 
     def ws(self, purpose: str, org: str, user: str = OPERATOR, fed: Path | None = None):
         self.act_as(user, fed)
@@ -306,7 +318,83 @@ SCENARIOS: dict[str, tuple[Callable[[Ctx], object], str | None]] = {
         "RSB",
     ),
     "report:secret": (lambda c: _secret_report(c), "RSA"),
+    "release:record-value": (
+        lambda c: (
+            lambda ws, t: ws.release(
+                t.group_by("treatment_function_code").agg(latest=t.rtt_start_date.max())
+            )
+        )(*_rtt(c)),
+        "RSA",
+    ),
+    "release:derived": (
+        lambda c: (
+            lambda ws, t: ws.release(
+                t.group_by("treatment_function_code")
+                .agg(n=t.count())
+                .mutate(twice=lambda q: q.n * 2)
+            )
+        )(*_rtt(c)),
+        "RSA",
+    ),
+    "release:spec": (
+        lambda c: (
+            lambda ws, t: ws.release(
+                t.group_by("treatment_function_code").agg(n=t.count()), dimensions=["n"]
+            )
+        )(*_rtt(c)),
+        "RSA",
+    ),
+    "release:operation": (lambda c: _udf_release(c.service_ws()), "RSA"),
+    "identity:unauthenticated": (lambda c: c.service_ws(token="no-such-token"), None),
+    "identity:token-expired": (
+        lambda c: c.service_ws(
+            token=c.registry().issue(Identity(OPERATOR, "person", "t"), hours=-1)[0]
+        ),
+        None,
+    ),
+    "identity:not-a-person": (
+        lambda c: c.service_ws(
+            token=c.registry().issue(Identity("icb", "service", "token file"))[0]
+        ),
+        None,
+    ),
+    "service:session": (lambda c: _someone_elses_session(c), "RSA"),
+    "service:peer": (lambda c: _rogue_peer(c), None),
 }
+
+
+def _udf_release(ws):
+    rtt = ws.table("rtt_pathways")
+
+    @ibis.udf.scalar.python
+    def leak(value: str) -> str:
+        return value
+
+    ws.release(rtt.group_by(x=leak(rtt.nhs_number)).agg(n=rtt.count()))
+
+
+def _someone_elses_session(ctx: Ctx):
+    theirs = ctx.service_ws(OPERATOR)
+    mine = ctx.service_ws("rsa.analyst")
+    mine._session = theirs._session
+    try:
+        mine.table("rtt_pathways")
+    finally:
+        mine._session = None
+    return None
+
+
+def _rogue_peer(ctx: Ctx):
+    """A service the federation file does not list relays a request: refused."""
+    from fdp_kernel.service.client import Channel
+
+    token, _ = ctx.registry().issue(Identity("rogue", "service", "token file"))
+    location = ctx.services.start(ctx.federation).location
+    body = {"kind": "node", "org": "RSA", "requester": "QSY", "purpose": "elective_planning",
+            "user": "icb.analyst", "agreement": "DSA-ELECTIVE-ICB", "expr": {}}  # fmt: skip
+    Channel(location, token).get(body)
+
+
 # Refusals that reach the person otherwise than as a raised error (a federated request reports
 # declined and failed nodes; a report command exits 5): their scenarios check that themselves.
 NOT_RAISED = {"federated:own-node", "federated:nested", "federated:node-failed", "report:secret"}
@@ -358,9 +446,9 @@ def test_every_refusal_in_the_code_has_a_scenario():
 
 
 @pytest.mark.parametrize("rule", sorted(SCENARIOS))
-def test_the_refusal_is_audited_with_its_rule(rule, act_as, federation, monkeypatch):
+def test_the_refusal_is_audited_with_its_rule(rule, act_as, federation, monkeypatch, services):
     provoke, org = SCENARIOS[rule]
-    ctx = Ctx(act_as, federation, monkeypatch)
+    ctx = Ctx(act_as, federation, monkeypatch, services)
     if rule in NOT_RAISED:
         provoke(ctx)
     else:

@@ -90,6 +90,17 @@ class Magnitude:
     top2: str
 
 
+@dataclass(frozen=True)
+class Mean:
+    """The helper columns of a mean: its sum, contributors and two largest contributions. A
+    mean is shown only where its sum would pass the magnitude rules."""
+
+    total: str
+    contributors: str
+    top1: str
+    top2: str
+
+
 def _names(value: object, what: str) -> tuple[str, ...]:
     items = (value,) if isinstance(value, str) else tuple(value)  # type: ignore[arg-type]
     if not all(isinstance(item, str) and item for item in items):
@@ -117,11 +128,16 @@ class ReleaseSpec:
     statistics: Mapping[str, str] = field(default_factory=dict)
     magnitudes: Mapping[str, Magnitude] = field(default_factory=dict)
     percentages: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # Set by the release pipeline from the expression, never by the requester:
+    means: Mapping[str, Mean] = field(default_factory=dict)  # mean -> its helpers
+    bases: Mapping[str, str] = field(default_factory=dict)  # statistic -> its contributors
+    dropped: tuple[str, ...] = ()  # columns the requester computed as helpers: never released
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dimensions", _names(self.dimensions, "dimensions"))
         object.__setattr__(self, "counts", _names(self.counts, "counts"))
-        for what in ("statistics", "magnitudes", "percentages"):
+        object.__setattr__(self, "dropped", _names(self.dropped, "dropped"))
+        for what in ("statistics", "magnitudes", "percentages", "means", "bases"):
             object.__setattr__(self, what, _frozen(getattr(self, what), what))
         for mag, m in self.magnitudes.items():
             if not isinstance(m, Magnitude):
@@ -137,13 +153,24 @@ class ReleaseSpec:
 
     @property
     def helpers(self) -> tuple[str, ...]:
-        """Magnitude helper columns: checked but never released."""
-        return tuple(c for m in self.magnitudes.values() for c in (m.contributors, m.top1, m.top2))
+        """Helper columns: checked (or, ``dropped``, not even used) but never released."""
+        out = [c for m in self.magnitudes.values() for c in (m.contributors, m.top1, m.top2)]
+        out += [c for m in self.means.values() for c in (m.total, m.contributors, m.top1, m.top2)]
+        out += [*self.bases.values(), *self.dropped]
+        return tuple(dict.fromkeys(out))
 
     @property
     def declared(self) -> list[str]:
         """Every input column the spec gives a role."""
-        return [*self.dimensions, *self.counts, *self.statistics, *self.magnitudes, *self.helpers]
+        return [
+            *self.dimensions,
+            *self.counts,
+            *self.statistics,
+            *self.magnitudes,
+            *self.means,
+            *self.bases,
+            *self.helpers,
+        ]
 
     @property
     def references(self) -> list[tuple[str, str]]:
@@ -173,7 +200,7 @@ def _check_frame(df: object, spec: ReleaseSpec, *, final: bool) -> None:
             rule="disclosure:unchecked",
         )
     for user, col in spec.references if final else ():
-        if col not in spec.counts:
+        if col not in spec.counts and not (user in spec.percentages and col in spec.magnitudes):
             raise UsageError(f"{user!r} is based on {col!r}: declare {col!r} as a count")
 
 
@@ -357,7 +384,8 @@ def _magnitude(frame: pd.DataFrame, col: str, mag: Magnitude, rules: DisclosureR
     _refuse(bad, total, col, "magnitude", _INCONSISTENT)
     off = np.zeros(len(total), dtype=bool)
     top = top1 + top2 if rules.dominance_n == 2 else top1
-    dominant = top > rules.dominance_k * total if rules.dominance_k < 1 else off
+    # ACRO's nk rule: the n largest contributions make up k or more of the total (>=).
+    dominant = (top >= rules.dominance_k * total) & (total > 0) if rules.dominance_k < 1 else off
     p_rule = total - top1 - top2 < rules.p_ratio * top1 if rules.p_ratio > 0 else off
     rule = [contributors < rules.min_contributors, dominant, p_rule]
     why = np.select(rule, [MAGNITUDE_CONTRIBUTORS, MAGNITUDE_DOMINANCE, MAGNITUDE_P_RATIO], "")
@@ -410,7 +438,22 @@ def apply_disclosure_control(
     for col, mag in spec.magnitudes.items():
         total, why[col] = _magnitude(frame, col, mag, rules)
         _secondary(total, why[col], groups)
-        out[col] = pd.arrays.FloatingArray(total, mask=why[col] != "")
+        if ptypes.is_integer_dtype(frame[col].dtype):  # a sum of whole numbers stays whole
+            out[col] = pd.arrays.IntegerArray(total.astype(np.int64), mask=why[col] != "")
+        else:
+            out[col] = pd.arrays.FloatingArray(total, mask=why[col] != "")
+    for col, mean in spec.means.items():  # shown only where its sum would be
+        helpers = Magnitude(mean.contributors, mean.top1, mean.top2)
+        _, why[col] = _magnitude(frame, mean.total, helpers, rules)
+        few = _counts(frame[mean.contributors], col, "mean contributors") < rules.min_count
+        why[col][few & (why[col] == "")] = STATISTIC_SMALL_BASE
+        values = _numbers(frame[col], col, "statistic", nulls=True)
+        out[col] = pd.arrays.FloatingArray(values, mask=(why[col] != "") | np.isnan(values))
+    for col, base in spec.bases.items():  # contributors counted by the pipeline
+        few = _counts(frame[base], col, "statistic contributors") < rules.min_count
+        why[col] = np.where(few, STATISTIC_SMALL_BASE, "").astype(object)
+        values = _numbers(frame[col], col, "statistic", nulls=True)
+        out[col] = pd.arrays.FloatingArray(values, mask=(why[col] != "") | np.isnan(values))
     n_primary = sum(int(((w != "") & (w != SECONDARY)).sum()) for w in why.values())
     n_secondary = sum(int((w == SECONDARY).sum()) for w in why.values())
     for col, (num, den) in spec.percentages.items():

@@ -29,8 +29,15 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from fdp_kernel.errors import FdpError, GovernanceError, UsageError
+from fdp_kernel.governance import measures
 from fdp_kernel.governance.decision import Decision, allow, refusal
-from fdp_kernel.governance.disclosure import Magnitude, apply_disclosure_control, infer_spec
+from fdp_kernel.governance.disclosure import (
+    Magnitude,
+    Mean,
+    ReleaseSpec,
+    apply_disclosure_control,
+    infer_spec,
+)
 from fdp_kernel.governance.lineage import UNKNOWN, Lineage
 from fdp_kernel.governance.model import Level, Purpose
 from fdp_kernel.governance.overlap import Ledger, carried, top_aggregate
@@ -136,16 +143,32 @@ def release(
         read = tuple(dict.fromkeys(plans.values()))
         sources = tuple(sorted({p.dataset for p in read}))
         listing, dimensions = check_lineage(obj, plans, purpose, spec)
-        sql = runner.compile(obj)
-        frame = runner.run(obj, sql)
+        measured = None
+        run = obj
+        rules = purpose.disclosure
+        protects = rules.min_count > 1 or rules.rounding_base > 1 or rules.min_contributors > 0
+        if not listing and purpose.level is not Level.IDENTIFIABLE and protects:
+            # What each column is comes from the expression, and the helper figures the
+            # rules need are computed with it: nothing the requester declares is trusted.
+            run, measured = measures.plan(obj)
+            declared = _check_declared(spec, measured)
+            measures.refuse_unreleasable({k: v for k, v in measured.items() if k not in declared})
+        sql = runner.compile(run)
+        frame = runner.run(run, sql)
         query = QueryRun(hashlib.sha256(sql.encode()).hexdigest(), len(frame))
         if listing:
             released, decision = _listing(frame, sources, purpose, org, title)
         else:
             forced = _overlap(obj, frame, runner, ledger, purpose.disclosure.min_count)
-            released, decision = _control(
-                frame, sources, purpose, org, title, spec, dimensions, forced
-            )
+            if measured is not None:
+                derived = _derived_spec(frame, spec, measured)
+                released, decision = _controlled(
+                    frame, sources, purpose, org, title, derived, forced
+                )
+            else:
+                released, decision = _control(
+                    frame, sources, purpose, org, title, spec, dimensions, forced
+                )
         return Outcome(decision, released, query, read)
     except FdpError as exc:
         return Outcome(refusal(exc), None, query, read, exc)
@@ -200,6 +223,61 @@ def check_lineage(
     return False, [*given, *(c for c in columns if c not in measures and c not in given)]
 
 
+def _check_declared(spec: Spec, measured: dict[str, measures.Measure]) -> set[str]:
+    """Refuse a declaration the expression contradicts; the requester's own helper columns
+    (of declared magnitudes), which are never used or released."""
+    for name in spec.dimensions:
+        if name in measured:
+            raise GovernanceError(
+                f"column {name!r} is computed by an aggregation, so it is a measure and cannot "
+                "be released as a dimension",
+                rule="release:spec",
+            )
+    for name in spec.counts:
+        if name in measured and measured[name].kind != "count":
+            raise GovernanceError(
+                f"column {name!r} is a {measured[name].kind}, not a count of records: it "
+                "cannot be released as a count",
+                rule="release:spec",
+            )
+    return {c for m in (spec.magnitudes or {}).values() for c in (m.contributors, m.top1, m.top2)}
+
+
+def _derived_spec(frame: pd.DataFrame, spec: Spec, measured) -> ReleaseSpec:
+    """The release spec from the expression: group keys and labels are dimensions, every
+    aggregated column a measure of its kind, with the helpers the pipeline computed."""
+    own_helpers = [c for m in (spec.magnitudes or {}).values()
+                   for c in (m.contributors, m.top1, m.top2)]  # fmt: skip
+    helper_columns = {c for m in measured.values() for c in m.helpers.values()}
+    counts, magnitudes, means, bases = [], {}, {}, {}
+    for name, m in measured.items():
+        if name in own_helpers:
+            continue
+        h = m.helpers
+        if m.kind == "count":
+            counts.append(name)
+        elif m.kind == "sum":
+            magnitudes[name] = Magnitude(h["n"], h["t1"], h["t2"])
+        elif m.kind == "mean":
+            means[name] = Mean(h["sum"], h["n"], h["t1"], h["t2"])
+        else:  # quantile, extreme, spread
+            bases[name] = h["n"]
+    # The requester's own helpers, and what the pipeline counted for them, are not released.
+    unused = set(own_helpers) | {c for n in own_helpers if n in measured
+                                 for c in measured[n].helpers.values()}  # fmt: skip
+    taken = {*measured, *helper_columns, *own_helpers}
+    dimensions = [c for c in frame.columns if c not in taken]
+    return ReleaseSpec(
+        dimensions=dimensions,
+        counts=counts,
+        magnitudes=magnitudes,
+        percentages=spec.percentages or {},
+        means=means,
+        bases=bases,
+        dropped=tuple(c for c in frame.columns if c in unused),
+    )
+
+
 def _overlap(expr: ir.Table, frame: pd.DataFrame, runner: Runner, ledger: Ledger, min_count):
     """Rows to hide because they would difference against an earlier release."""
     if min_count <= 1:
@@ -248,8 +326,12 @@ def _listing(frame, sources, purpose, org, title) -> tuple[Released, Decision]:
 
 
 def _control(frame, sources, purpose, org, title, spec: Spec, dimensions, forced=None):
-    rules = purpose.disclosure
     declared = infer_spec(frame, **spec.arguments(dimensions))
+    return _controlled(frame, sources, purpose, org, title, declared, forced)
+
+
+def _controlled(frame, sources, purpose, org, title, declared: ReleaseSpec, forced=None):
+    rules = purpose.disclosure
     result = apply_disclosure_control(frame, declared, rules, forced)
     n = result.n_primary + result.n_secondary
     released = Released(

@@ -139,9 +139,13 @@ class NodeService(flight.FlightServerBase):
         with self._lock:
             session = self.sessions.get(str(body.get("session")))
         if session is None or session.identity.account != identity.account:
-            raise GovernanceError(
+            exc = GovernanceError(
                 "no such session for this account: connect again", rule="service:session"
             )
+            user = policy.user_for_account(self.federation, identity.account)
+            org = session.ws.org if session is not None else "?"  # someone else's, recorded there
+            Recorder(self.federation, user, org, None).refused("session", exc, via=identity.via)
+            raise exc
         session.last_used = time.time()
         return session
 
