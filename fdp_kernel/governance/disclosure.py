@@ -396,7 +396,7 @@ def apply_disclosure_control(
     df: pd.DataFrame,
     spec: ReleaseSpec,
     rules: DisclosureRules,
-    forced: np.ndarray | None = None,
+    forced: np.ndarray | Mapping[str | None, np.ndarray] | None = None,
 ) -> DisclosureResult:
     """Apply primary, magnitude and secondary suppression, rounding and percentages.
 
@@ -405,6 +405,7 @@ def apply_disclosure_control(
     suppressed on too few contributors, nk dominance or the p% rule (ACRO). Then secondary
     suppression per count and per magnitude column; percentages from the released counts.
     ``forced`` marks rows whose counts must be hidden for a reason found outside this table
+    (or, a mapping, ``None`` -> such rows and a count column -> rows where that count alone is)
     (an overlap with an earlier release); they count as primary suppressions.
     The input frame is not changed; the output has a fresh RangeIndex and keeps row order.
     """
@@ -415,8 +416,10 @@ def apply_disclosure_control(
     # whatever order an engine returned them in; the caller's order is restored at the end.
     order = _canonical_order(df, list(spec.dimensions))
     frame = df.iloc[order].reset_index(drop=True)
+    if forced is not None and not isinstance(forced, Mapping):
+        forced = {None: forced}
     if forced is not None:
-        forced = np.asarray(forced)[order]
+        forced = {k: np.asarray(v)[order] for k, v in forced.items()}
     n = len(frame)
     groups = _margin_groups(frame, list(spec.dimensions))
     groups = groups if rules.secondary_suppression else []
@@ -427,8 +430,9 @@ def apply_disclosure_control(
         values = raw[col] = _counts(frame[col], col)
         why[col] = np.full(n, "", dtype=object)
         why[col][(values >= 1) & (values < rules.min_count)] = f"primary: 1-{rules.min_count - 1}"
-        if forced is not None:
-            why[col][forced & (why[col] == "")] = OVERLAP
+        for key in (None, col) if forced is not None else ():
+            if key in forced:
+                why[col][forced[key] & (why[col] == "")] = OVERLAP
         _secondary(values.astype(np.float64), why[col], groups)
         out[col] = pd.arrays.IntegerArray(_round_counts(values, rules), mask=why[col] != "")
     for col, base in spec.statistics.items():

@@ -143,14 +143,35 @@ class Ledger:
 
         ``run(expr)`` executes an expression through the workspace's open gate.
         """
+        return self.check_all(aggregate, exact, run)[None]
+
+    def check_all(
+        self, aggregate: ops.Aggregate, exact: pd.DataFrame, run
+    ) -> dict[str | None, np.ndarray]:
+        """What to hide: ``None`` -> rows whose every count is hidden (their records are
+        within 1-7 of an earlier cell's); a filtered count's column -> the rows where that
+        count alone is hidden. Each filtered count (``count(where=...)``) is a cell of its own,
+        over the records its condition keeps, compared with every earlier cell and with the
+        release's other cells, so several filtered counts cannot difference a small group."""
         groups = tuple(aggregate.groups)
         parent = aggregate.parent.to_expr()
+        keys = [plain_key(tuple(r)) for r in exact[list(groups)].itertuples(index=False)]
+        counts = [int(n) for n in _record_counts(aggregate, exact, parent, groups, keys, run)]
+        out = {None: self._cells(parent, groups, keys, counts, run)}
+        for name, where in _filtered_counts(aggregate).items():
+            if exact[name].isna().all():
+                continue
+            cut = parent.filter(where.to_expr())
+            filtered = [0 if pd.isna(n) else int(n) for n in exact[name]]
+            out[name] = self._cells(cut, groups, keys, filtered, run)
+        return out
+
+    def _cells(self, parent: ir.Table, groups, keys, numbers, run) -> np.ndarray:
         # Column order does not matter: the same relation read in another session, or through
         # a view listing the columns in another order, has the same records.
         signature = ",".join(f"{n}:{t}" for n, t in sorted(parent.schema().items()))
-        keys = [plain_key(tuple(r)) for r in exact[list(groups)].itertuples(index=False)]
-        counts = [(int(n),) for n in _record_counts(aggregate, exact, parent, groups, keys, run)]
-        hide = np.zeros(len(exact), dtype=bool)
+        counts = [(n,) for n in numbers]
+        hide = np.zeros(len(keys), dtype=bool)
         candidates = []
         for i, (n,) in enumerate(counts):
             if n < self.min_count:
@@ -178,6 +199,20 @@ class Ledger:
             record = {"parent": self.journal.encode(parent), "groups": list(groups)}
             self.journal.append(record | {"signature": signature, "cells": kept})
         return hide
+
+
+def _filtered_counts(aggregate: ops.Aggregate) -> dict[str, ops.Value]:
+    """The release's counts of records under a condition: metric name -> the condition."""
+    out = {}
+    for name, metric in aggregate.metrics.items():
+        core = metric
+        while isinstance(core, ops.Alias | ops.Cast):
+            core = core.arg
+        if isinstance(core, ops.CountStar) and core.where is not None:
+            out[name] = core.where
+        elif isinstance(core, ops.Count) and core.where is not None:
+            out[name] = ops.And(core.where, ops.NotNull(core.arg))
+    return out
 
 
 def _record_counts(aggregate, exact, parent, groups, keys, run) -> list[int]:

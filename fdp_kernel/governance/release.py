@@ -292,9 +292,12 @@ def _overlap(expr: ir.Table, frame: pd.DataFrame, runner: Runner, ledger: Ledger
         and not _filters_after(expr, aggregate)
     )
     exact = frame if is_root else runner.run(aggregate.to_expr())
-    hide = ledger.check(aggregate, exact, runner.run)
-    if is_root or not hide.any():
-        return hide if is_root else None
+    hide = ledger.check_all(aggregate, exact, runner.run)
+    shown = {k: v for k, v in hide.items() if k is None or k in frame.columns}
+    if is_root and len(shown) == len(hide):
+        return shown
+    if not any(v.any() for v in hide.values()):
+        return None
     raise GovernanceError(
         "this release overlaps an earlier one so closely that the difference would reveal "
         f"a group of 1-{min_count - 1} records; it is not released",
