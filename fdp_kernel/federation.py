@@ -258,6 +258,27 @@ def _bind(query: Query, node) -> ir.Table:
     return query.op().replace(mapping).to_expr()
 
 
+def run_partials(nodes: Mapping[str, Any], query: Query, title: str | None) -> dict[str, Any]:
+    """Each node's exact partial of ``query`` (``node.partial``, for an agreement that lets
+    them pass); a node that declines or fails is its NodeOutcome instead."""
+
+    def at_node(org: str):
+        node = nodes[org]
+        if not hasattr(node, "partial"):
+            return org, NodeOutcome(org, "declined", node.reason, node.agreement)
+        try:
+            return org, node.partial(_bind(query, node), title=title)
+        except GovernanceError as exc:
+            return org, NodeOutcome(org, "declined", str(exc), node.agreement.id)
+        except Exception as exc:  # reported, never dropped; no data value in the reason
+            reason = str(exc) if isinstance(exc, FdpError) else type(exc).__name__
+            return org, NodeOutcome(org, "failed", reason, node.agreement.id)
+
+    workers = max(1, min(len(nodes), (os.cpu_count() or 2) * 2))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return dict(pool.map(at_node, list(nodes)))
+
+
 def run_at_nodes(
     nodes: Mapping[str, Any], query: Query, title: str | None, spec: Mapping[str, Any]
 ) -> FederatedResult:
@@ -280,7 +301,10 @@ def run_at_nodes(
         except GovernanceError as exc:
             return NodeOutcome(org, "declined", str(exc), agreement)
         except (FdpError, Exception) as exc:  # a node's failure is reported, never dropped
-            return NodeOutcome(org, "failed", f"{type(exc).__name__}: {exc}", agreement)
+            # An engine's own message may quote a value of the node's data: only fdp's own
+            # errors (which never do) are passed on in full.
+            detail = f": {exc}" if isinstance(exc, FdpError) else " (details at the node)"
+            return NodeOutcome(org, "failed", f"{type(exc).__name__}{detail}", agreement)
         return NodeOutcome(org, "ok", "", agreement, time.perf_counter() - start, released)
 
     orgs = list(nodes)

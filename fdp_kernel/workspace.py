@@ -6,10 +6,11 @@
     rtt = ws.table("rtt_pathways")
     released = ws.release(rtt.group_by("treatment_function_code").agg(pathways=rtt.count()))
 
-A workspace only composes: policy decides (``governance.policy``), engines run
-(``engines.pool``), the release pipeline checks and controls (``governance.release``) and the
-recorder audits every decision (``governance.recorder``) before anything is returned; if the
-audit cannot be written, nothing is returned.
+``fdp_kernel.connect`` (``fdp_kernel.connection``) makes one. A workspace only composes:
+policy decides (``governance.policy``), engines run (``engines.pool``), the release pipeline
+checks and controls (``governance.release``) and the recorder audits every decision
+(``governance.recorder``) before anything is returned; if the audit cannot be written,
+nothing is returned.
 
 This is the embedded mode: it runs in the analyst's own process, which can read the stores,
 keys and audit logs, so it is not a security boundary (docs/governance.md). Identity is the
@@ -20,20 +21,19 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import ibis.expr.types as ir
 import pandas as pd
 
 from fdp_kernel.catalog import dataset
-from fdp_kernel.config import Federation, find_federation, load_federation
+from fdp_kernel.config import Federation
 from fdp_kernel.engines.base import EngineContext
 from fdp_kernel.engines.pool import EnginePool
 from fdp_kernel.errors import FdpError, GovernanceError
-from fdp_kernel.federation import FederatedResult, Query, run_at_nodes
-from fdp_kernel.governance import policy
+from fdp_kernel.federation import FederatedResult, Query, run_at_nodes, run_partials
+from fdp_kernel.governance import partials, policy
 from fdp_kernel.governance import release as pipeline
 from fdp_kernel.governance.decision import Decision, allow
 from fdp_kernel.governance.disclosure import DisclosureRules, Magnitude
@@ -46,29 +46,6 @@ from fdp_kernel.version import __version__
 
 MODE = "embedded: in-process, not a security boundary"
 SERVICE_MODE = "node service"
-
-
-def connect(purpose: str, org: str | None = None) -> Workspace:
-    """A workspace for the person running this, acting for ``purpose`` at ``org``.
-
-    ``org`` may be left out when the user acts for one organisation only. A purpose or org the
-    user does not hold is refused with an error listing what they do hold. With ``FDP_SERVICE``
-    set, the workspace is a thin client of the node service (``fdp_kernel.service.client``),
-    which decides who you are from the connection.
-    """
-    from fdp_kernel.service.client import SERVICE_ENV
-
-    if os.environ.get(SERVICE_ENV):
-        from fdp_kernel.service.client import connect as connect_to_service
-
-        return connect_to_service(purpose, org)
-    fed = load_federation(find_federation(os.environ))
-    user_id = policy.identify(os.environ)
-    try:
-        user, purpose_obj, org, decision = policy.authorise(fed, user_id, purpose, org)
-    except GovernanceError as exc:
-        raise Recorder(fed, user_id, org or "?", purpose).refused("connect", exc) from None
-    return Workspace(fed, user.id, purpose_obj, org, decision)
 
 
 class Workspace:
@@ -172,21 +149,14 @@ class Workspace:
 
     # -- release: the only path to a person -------------------------------------------------
     def release(
-        self,
-        obj: ir.Table | pd.DataFrame,
-        *,
-        title: str | None = None,
-        dimensions: Sequence[str] = (),
-        counts: Sequence[str] = (),
-        statistics: Mapping[str, str] | None = None,
-        magnitudes: Mapping[str, Magnitude] | None = None,
-        percentages: Mapping[str, tuple[str, str]] | None = None,
+        self, obj: ir.Table | pd.DataFrame, *, title: str | None = None, **spec: Any
     ) -> Released:
         """Run ``obj`` (or take a DataFrame), apply disclosure control, audit, and return the
-        released figures. Integer columns are counts; other numbers must be declared as
-        statistics (with the count they are based on) or magnitudes. Refuses what it cannot
-        check."""
-        spec = pipeline.Spec(dimensions, counts, statistics, magnitudes, percentages)
+        released figures. What each column is (a dimension, a count, a sum, a mean, a
+        statistic) comes from the expression; the helpers the rules need are computed with it.
+        ``spec`` may add ``percentages={name: (numerator, denominator)}``; ``dimensions``,
+        ``counts``, ``statistics`` and ``magnitudes`` are checked against the expression (and
+        describe a supplied DataFrame). Refuses what it cannot check."""
         outcome = pipeline.release(
             obj,
             purpose=self._purpose,
@@ -194,44 +164,25 @@ class Workspace:
             ledger=self._ledger,
             locate=self._engines.locate,
             title=title,
-            spec=spec,
+            spec=pipeline.Spec(**spec),
         )
-        providers = [p for p in outcome.providers if p != self._org]
-        agreement = outcome.agreement
-        events = []
-        if outcome.query is not None:
-            ran = allow("query:governed", "governed expression run", agreement)
-            q = outcome.query
-            events.append(
-                self._recorder.event("query", ran, sql_sha256=q.sql_sha256, row_count=q.rows)
-            )
-        decision = outcome.decision
-        if decision.agreement is None and agreement:
-            decision = Decision(decision.allowed, decision.rule, decision.reason, agreement)
-        if outcome.released is None:
-            events.append(self._recorder.event("release", decision, title=title))
-        else:
-            r = outcome.released
-            events.append(
-                self._recorder.event(
-                    "release",
-                    decision,
-                    title=title,
-                    rows=len(r),
-                    columns=list(r.data.columns),
-                    suppressed=r.n_suppressed,
-                    sql_sha256=outcome.query.sql_sha256 if outcome.query else None,
-                )
-            )
-        self._recorder.write(events, providers)
+        self._recorder.outcome(outcome, title)
         return outcome.result()
 
     # -- federation -----------------------------------------------------------------------
     def federated(
-        self, query: Query, orgs: Sequence[str] | None = None, *, title: str | None = None, **spec
-    ) -> FederatedResult:
+        self,
+        query: Query,
+        orgs: Sequence[str] | None = None,
+        *,
+        title: str | None = None,
+        combine_by: Sequence[str] | None = None,
+        **spec,
+    ) -> FederatedResult | Released:
         """Run ``query`` at each node an agreement permits (default: every provider of an
         agreement naming this org for this purpose) and combine the node-released results.
+        With ``combine_by``, where every agreement lets exact partials pass, the nodes' exact
+        figures are added up and released once, here (``governance.partials``).
         See ``fdp_kernel.federation``."""
         try:
             requests = policy.federated_nodes(
@@ -246,10 +197,17 @@ class Workspace:
                 nodes[r.org] = r.decision
             else:
                 nodes[r.org] = self.node(r.org)
+        if combine_by is not None and policy.exact_partials(nodes.values()):
+            return self._combined(nodes, query, title, combine_by, spec.get("percentages"))
         result = run_at_nodes(nodes, query, title, spec)
-        for org, reason in result.failed.items():
-            failed = Decision(False, "federated:node-failed", reason, nodes[org].agreement.id)
-            self._recorder.record("federated", failed, [org], node=org)
+        self._record_failed(result.outcomes)
+        if combine_by is not None:  # each node released its own: their figures summed
+            return self._record_combined(result, nodes, title).combined(
+                list(combine_by), title=title, percentages=spec.get("percentages")
+            )
+        return self._record_combined(result, nodes, title)
+
+    def _record_combined(self, result: FederatedResult, nodes, title) -> FederatedResult:
         agreements = ",".join(
             sorted({o.agreement for o in result.outcomes.values() if o.agreement})
         )
@@ -265,6 +223,22 @@ class Workspace:
             partial=result.partial,
         )
         return result
+
+    def _combined(self, nodes, query, title, by, percentages) -> Released:
+        """Exact partials from each node, added up, released once under this purpose."""
+        answers = run_partials(nodes, query, title)
+        self._record_failed(answers)
+        outcome, ok = partials.release(
+            answers, by, percentages, purpose=self._purpose, org=self._org, title=title
+        )
+        self._recorder.outcome(outcome, title, exchange="exact_partials", nodes=ok)
+        return outcome.result()
+
+    def _record_failed(self, outcomes) -> None:
+        for org, o in outcomes.items():
+            if getattr(o, "status", "") == "failed":
+                why = Decision(False, "federated:node-failed", o.reason, o.agreement)
+                self._recorder.record("federated", why, [org], node=org)
 
     def node(self, org: str) -> NodeWorkspace:
         """This session's workspace at provider node ``org``, under the agreement in force that
@@ -324,32 +298,20 @@ class NodeWorkspace(Workspace):
     """A requester's federated query running at a provider node, under one agreement: the
     node's own store, policy and key, only what the agreement covers, audited at the node."""
 
-    def __init__(self, requester: Workspace, org: str, agreement: Agreement) -> None:
-        self.requester = requester.org
-        self.agreement = agreement
+    def __init__(
+        self, requester: Workspace, org: str, agreement: Agreement, via: str | None = None
+    ) -> None:
+        self.requester, self.agreement = requester.org, agreement
+        fed, user = requester.federation, requester.user
         purpose = policy.restricted_purpose(requester.purpose, agreement)
         reason = f"federated request from {requester.org} under {agreement.id}"
-        recorder = Recorder(
-            requester.federation,
-            requester.user,
-            org,
-            purpose.id,
-            agreement=agreement.id,
-            details={"requester": requester.org},
-        )
+        details = {"requester": requester.org, **({"via": via} if via else {})}
+        recorder = Recorder(fed, user, org, purpose.id, agreement=agreement.id, details=details)
         decision = allow("federated:agreement", reason, agreement.id)
         super().__init__(
-            requester.federation,
-            requester.user,
-            purpose,
-            org,
-            decision,
-            recorder=recorder,
-            today=requester.today,
-            mode=requester.mode,
-            sandbox=requester._sandbox,
-            journal=requester._journal,
-        )
+            fed, user, purpose, org, decision, recorder=recorder, today=requester.today,
+            mode=requester.mode, sandbox=requester._sandbox, journal=requester._journal,
+        )  # fmt: skip
 
     def federated(self, *args, **kwargs):
         exc = GovernanceError(
@@ -358,5 +320,19 @@ class NodeWorkspace(Workspace):
         )
         raise self._recorder.refused("federated", exc)
 
+    def partial(self, expr: ir.Table, *, title: str | None = None) -> pipeline.Partial:
+        """This node's exact partial of ``expr`` for the requester's combined release (only
+        under an agreement that lets exact partials pass); audited here."""
+        if self.agreement.exchange != "exact_partials":
+            exc = GovernanceError(
+                f"agreement {self.agreement.id} does not let exact partials pass: each node "
+                "releases its own figures",
+                rule="federated:exact-partials",
+            )
+            raise self._recorder.refused("partial", exc)
+        outcome = pipeline.partial(expr, purpose=self._purpose, locate=self._engines.locate)
+        self._recorder.outcome(outcome, title, action="partial")
+        return outcome.result() if outcome.error else outcome.partial
 
-__all__ = ["DisclosureRules", "Magnitude", "Workspace", "connect"]
+
+__all__ = ["DisclosureRules", "Magnitude", "NodeWorkspace", "Workspace"]

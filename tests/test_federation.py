@@ -6,10 +6,12 @@ import datetime as dt
 
 import duckdb
 import pandas as pd
+import pytest
 
 import fdp_kernel
 from fdp_kernel.catalog import table as catalogue_table
 from fdp_kernel.config import load_federation
+from fdp_kernel.errors import GovernanceError
 from fdp_kernel.governance.audit import AuditLog
 from fdp_kernel.governance.disclosure import DisclosureRules, apply_disclosure_control, infer_spec
 from fdp_kernel.metrics import rtt as m
@@ -202,3 +204,49 @@ def test_icb_totals_are_lower_bounds_where_a_node_suppressed_its_figure(act_as):
     assert combined.data["waiting_list"].iloc[0] == result.data["waiting_list"].sum()
     assert ws.provenance()["agreements"] == ["DSA-ELECTIVE-ICB"]
     assert ws.provenance()["nodes"] == TRUSTS
+
+
+def _exact_partials(doc):
+    for a in doc["agreements"]:
+        if a["id"] == "DSA-ELECTIVE-ICB":
+            a["exchange"] = "exact_partials"
+
+
+def test_exact_partials_are_combined_then_released_once(act_as, federation):
+    """Under an agreement that lets exact partials pass, the ICB total is the exact sum over
+    the trusts, rounded once: never a lower bound where a trust would have suppressed."""
+    exact = {}
+    act_as(OPERATOR)
+    for trust in TRUSTS:
+        trust_ws = fdp_kernel.connect(purpose="elective_planning", org=trust)
+        with peeking(trust_ws, trust_ws.table("rtt_pathways")) as rtt:
+            exact[trust] = m.waiting_list_summary(rtt, AS_OF).to_pandas().iloc[0]
+    act_as("icb.analyst", variant(federation, "exact-partials", _exact_partials))
+    ws = fdp_kernel.connect(purpose="elective_planning", org="QSY")
+    combined = ws.federated(
+        lambda node: m.waiting_list_summary(node.table("rtt_pathways"), AS_OF),
+        combine_by=(),
+        percentages={"pct_within_18_weeks": ("within_18_weeks", "waiting_list")},
+    )
+    total = sum(int(exact[t]["waiting_list"]) for t in TRUSTS)
+    assert combined.data["waiting_list"].iloc[0] == (2 * total + 5) // 10 * 5
+    assert not combined.suppressed.apply(lambda c: c.str.startswith("lower bound")).any().any()
+    over_78 = sum(int(exact[t]["over_78_weeks"]) for t in TRUSTS)
+    if 1 <= over_78 <= 7:
+        assert pd.isna(combined.data["over_78_weeks"].iloc[0])
+    node = entries(federation, "RSA")[-1]
+    assert (node["action"], node["rule"]) == ("partial", "release:exact-partial")
+    icb = entries(federation, "QSY")[-1]
+    assert icb["details"]["exchange"] == "exact_partials" and icb["details"]["nodes"] == TRUSTS
+
+
+@pytest.mark.embedded_only  # a node workspace is the service's, not the client's, in service mode
+def test_without_the_agreements_say_so_each_node_releases_its_own(act_as):
+    act_as("icb.analyst")
+    ws = fdp_kernel.connect(purpose="elective_planning", org="QSY")
+    combined = ws.federated(summary, combine_by=())
+    assert combined.source.startswith("federated")  # a sum of node-released figures
+    node = ws.node("RSA")
+    with pytest.raises(GovernanceError) as err:
+        node.partial(summary(node))
+    assert err.value.rule == "federated:exact-partials"

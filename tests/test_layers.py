@@ -36,7 +36,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("presentation", ("fdp_kernel.viz", "fdp_kernel.workbench.catalogue")),
     (
         "workspace",
-        ("fdp_kernel.workspace", "fdp_kernel.federation", "fdp_kernel.service", "fdp_kernel"),
+        (
+            "fdp_kernel.workspace",
+            "fdp_kernel.federation",
+            "fdp_kernel.service",
+            "fdp_kernel.connection",
+            "fdp_kernel",
+        ),
     ),
     (
         "applications",

@@ -360,6 +360,12 @@ SCENARIOS: dict[str, tuple[Callable[[Ctx], object], str | None]] = {
     ),
     "service:session": (lambda c: _someone_elses_session(c), "RSA"),
     "service:peer": (lambda c: _rogue_peer(c), None),
+    "federated:exact-partials": (
+        lambda c: (lambda node: node.partial(_query(node)))(
+            c.ws("elective_planning", "QSY").node("RSA")
+        ),
+        "RSA",
+    ),
 }
 
 

@@ -336,24 +336,29 @@ def test_the_ledger_holds_across_sessions(connect, federation):
     assert second.suppressed["people"].str.startswith("overlap").any(), second.suppressed
 
 
-def test_federation_goes_service_to_service(services, federation, monkeypatch, tmp_path):
+@pytest.mark.parametrize("exchange", ["released", "exact_partials"])
+def test_federation_goes_service_to_service(exchange, services, federation, monkeypatch, tmp_path):
     """The ICB's service asks the trusts' service, which applies its own policy and audits;
-    the combined figures equal those of one service hosting every node."""
+    the figures equal those of one service hosting every node (and, where the agreement lets
+    exact partials pass, the trusts' exact figures cross service to service only)."""
     import yaml
 
     from fdp_kernel.metrics import rtt as m
     from fdp_kernel.service.identity import TokenRegistry
     from fdp_kernel.service.run import start
 
-    base = Path(f"/tmp/fdp-peers-{os.getpid()}")
+    base = Path(f"/tmp/fdp-peers-{os.getpid()}-{exchange[:5]}")
     trusts_dir, icb_dir = base / "trusts", base / "icb"
     doc = yaml.safe_load((federation / "federation.yaml").read_text())
+    for agreement in doc["agreements"]:
+        if agreement["id"] == "DSA-ELECTIVE-ICB":
+            agreement["exchange"] = exchange
     others = [o["code"] for o in doc["organisations"] if o["code"] not in ("RSA", "RSB", "RSC")]
     doc["services"] = [
         {"id": "trusts", "location": f"grpc+unix://{trusts_dir}", "nodes": ["RSA", "RSB", "RSC"]},
         {"id": "icb", "location": f"grpc+unix://{icb_dir}", "nodes": others},
     ]
-    split = federation / "split-services.yaml"
+    split = federation / f"split-services-{exchange}.yaml"
     split.write_text(yaml.safe_dump(doc, sort_keys=False))
     peer_token = "token-the-icb-service-presents"
     tokens = tmp_path / "tokens.yaml"
@@ -375,14 +380,18 @@ def test_federation_goes_service_to_service(services, federation, monkeypatch, t
         def summary(node):
             return m.waiting_list_summary(node.table("rtt_pathways"), node.federation.as_of)
 
-        got = ws.federated(summary)
-        assert not got.partial, got.failed
+        combine = {"combine_by": ()} if exchange == "exact_partials" else {}
+        got = ws.federated(summary, **combine)
+        assert combine or not got.partial, got.failed
         node = entries(federation, "RSA")[-1]  # recorded by the trusts' service
-        assert (node["action"], node["user"]) == ("release", "icb.analyst")
+        action = "partial" if combine else "release"
+        assert (node["action"], node["user"]) == (action, "icb.analyst")
         assert node["details"]["via"] == "icb" and node["details"]["requester"] == "QSY"
-        monkeypatch.setenv("FDP_SERVICE", services.start(federation).location)
-        monkeypatch.setenv("FDP_SERVICE_TOKEN", services.token(federation, "icb.analyst"))
-        one = fdp_kernel.connect(purpose="elective_planning", org="QSY").federated(summary)
+        monkeypatch.setenv("FDP_SERVICE", services.start(split).location)
+        monkeypatch.setenv("FDP_SERVICE_TOKEN", services.token(split, "icb.analyst"))
+        one = fdp_kernel.connect(purpose="elective_planning", org="QSY").federated(
+            summary, **combine
+        )
         assert got.data.equals(one.data)
         with pytest.raises(GovernanceError) as err:  # a person's token cannot relay as a service
             service_client.Channel(str(trusts_dir), token).get(

@@ -16,8 +16,9 @@ from typing import Any, ClassVar
 
 import ibis
 
-from fdp_kernel.errors import GovernanceError, UsageError
+from fdp_kernel.errors import FdpError, GovernanceError, UsageError
 from fdp_kernel.figures.common import check_as_of
+from fdp_kernel.governance import policy
 
 
 class Figures:
@@ -62,7 +63,7 @@ class Figures:
     def _connect(cls, org: str):
         """Workspaces for a template: ``PURPOSE`` at ``org`` and, where the organisation's type
         needs it, ``SECOND`` (or the refusal saying why not, shown in its place)."""
-        from fdp_kernel.workspace import connect
+        from fdp_kernel.connection import connect
 
         ws = connect(purpose=cls.PURPOSE, org=org)
         second = None
@@ -118,12 +119,23 @@ class Figures:
             return ws.release(make(ws), title=title, percentages=percentages, **spec)
         if statistics:
             spec["percentages"] = percentages
-        result = ws.federated(make, orgs or self.nodes, title=title, **spec)
+        nodes = orgs or self.nodes
+        if by is not None and not statistics and self._exact(ws, nodes):
+            # The agreements let exact partials pass: summed exactly, released once here.
+            return ws.federated(make, nodes, title=title, combine_by=by, percentages=percentages)
+        result = ws.federated(make, nodes, title=title, **spec)
         self.by_node[title] = result
         if by is None or statistics:
             return result
         summed = {"exact" if self.EXACT_MAGNITUDES else "also": tuple(magnitudes or {})}
         return result.combined(by, title=title, percentages=percentages, **summed)
+
+    @staticmethod
+    def _exact(ws, nodes) -> bool:
+        try:
+            return policy.passes_exact_partials(ws.federation, ws.purpose, ws.org, nodes, ws.today)
+        except FdpError:
+            return False  # no node to ask: the federated request says so
 
     @staticmethod
     def _tables(source, *names: str) -> list:

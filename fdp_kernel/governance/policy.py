@@ -217,6 +217,21 @@ def federated_nodes(
     return out
 
 
+def passes_exact_partials(fed: Federation, purpose: Purpose, org: str, orgs, today) -> bool:
+    """Whether a federated request from ``org`` to ``orgs`` would go where every agreement
+    in force lets exact partials pass (so its figures are combined, then released once)."""
+    requests = federated_nodes(fed, purpose, org, orgs, today)
+    agreements = [r.agreement for r in requests if r.agreement is not None]
+    return bool(agreements) and all(a.exchange == "exact_partials" for a in agreements)
+
+
+def exact_partials(nodes) -> bool:
+    """Whether every node a federated request goes to answers under an agreement that lets
+    exact partial aggregates pass (nodes that declined do not count; none at all: no)."""
+    agreements = [n.agreement for n in nodes if hasattr(n, "release")]
+    return bool(agreements) and all(a.exchange == "exact_partials" for a in agreements)
+
+
 def restricted_purpose(purpose: Purpose, agreement: Agreement) -> Purpose:
     """The purpose as a provider node applies it for one agreement: only the agreed datasets
     and columns."""

@@ -16,7 +16,7 @@ from typing import Any
 from fdp_kernel.config import Federation
 from fdp_kernel.errors import FdpError
 from fdp_kernel.governance.audit import MAX_BATCH, AuditEvent, AuditLog
-from fdp_kernel.governance.decision import Decision, refusal
+from fdp_kernel.governance.decision import Decision, allow, refusal
 from fdp_kernel.governance.keys import audit_key
 
 FEDERATION_LOG = "federation.jsonl"  # decisions about no known organisation (a bad connect)
@@ -73,6 +73,31 @@ class Recorder:
         self, action: str, decision: Decision, providers: Sequence[str] = (), **details: Any
     ) -> None:
         self.write([self.event(action, decision, **details)], providers)
+
+    def outcome(self, outcome, title: str | None, action: str = "release", **extra: Any) -> None:
+        """Record a release pipeline ``Outcome``: the governed query (when it ran) and the
+        release or its refusal, here and at every provider whose rows it read."""
+        providers = [p for p in outcome.providers if p != self.org]
+        agreement = outcome.agreement
+        events = []
+        if outcome.query is not None:
+            ran = allow("query:governed", "governed expression run", agreement)
+            q = outcome.query
+            events.append(self.event("query", ran, sql_sha256=q.sql_sha256, row_count=q.rows))
+        decision = outcome.decision
+        if decision.agreement is None and agreement:
+            decision = Decision(decision.allowed, decision.rule, decision.reason, agreement)
+        details: dict[str, Any] = {"title": title, **extra}
+        if outcome.released is not None:
+            r = outcome.released
+            details |= {
+                "rows": len(r),
+                "columns": list(r.data.columns),
+                "suppressed": r.n_suppressed,
+                "sql_sha256": outcome.query.sql_sha256 if outcome.query else None,
+            }
+        events.append(self.event(action, decision, **details))
+        self.write(events, providers)
 
     def refused(
         self, action: str, exc: FdpError, providers: Sequence[str] = (), **details: Any

@@ -90,12 +90,26 @@ class QueryRun:
 
 
 @dataclass(frozen=True, eq=False)
+class Partial:
+    """An exact partial aggregate, passed service to service under an agreement that says so
+    and never shown to a person: its counts, its sums with their helpers (contributors and
+    the two largest contributions), keyed by its dimensions."""
+
+    frame: pd.DataFrame
+    dimensions: tuple[str, ...]
+    counts: tuple[str, ...]
+    sums: Mapping[str, Mapping[str, str]]  # sum column -> role (n, t1, t2) -> helper column
+    sources: tuple[str, ...] = ()  # the datasets read
+
+
+@dataclass(frozen=True, eq=False)
 class Outcome:
     decision: Decision
     released: Released | None = None
     query: QueryRun | None = None  # the governed query, when it ran
     plans: tuple[ViewPlan, ...] = ()  # the governed tables read
     error: FdpError | None = None  # what to raise once the refusal is recorded
+    partial: Partial | None = None
 
     @property
     def providers(self) -> list[str]:
@@ -172,6 +186,61 @@ def release(
         return Outcome(decision, released, query, read)
     except FdpError as exc:
         return Outcome(refusal(exc), None, query, read, exc)
+
+
+def partial(obj: ir.Table, *, purpose: Purpose, locate: Locate) -> Outcome:
+    """An exact partial aggregate of ``obj`` for a requester's combined release: the same
+    lineage and measure checks as a release, counts and sums only (their helpers computed
+    here), no disclosure control (the requester applies it once, to the combined figures)."""
+    query, read = None, ()
+    try:
+        if not isinstance(obj, ir.Table):
+            raise UsageError("an exact partial is computed from an Ibis table expression")
+        runner, plans = locate(obj)
+        read = tuple(dict.fromkeys(plans.values()))
+        listing, _ = check_lineage(obj, plans, purpose, Spec())
+        if listing or purpose.level is Level.IDENTIFIABLE:
+            raise UsageError("exact partials are aggregates under a planning purpose")
+        run, measured = measures.plan(obj)
+        measures.refuse_unreleasable(measured)
+        other = sorted(n for n, m in measured.items() if m.kind not in ("count", "sum"))
+        if other:
+            raise GovernanceError(
+                f"column(s) {', '.join(other)} are not counts or sums, so exact partials of "
+                "them cannot be added up across nodes: ask for them node by node",
+                rule="release:spec",
+            )
+        sql = runner.compile(run)
+        frame = runner.run(run, sql)
+        query = QueryRun(hashlib.sha256(sql.encode()).hexdigest(), len(frame))
+        helpers = {c for m in measured.values() for c in m.helpers.values()}
+        dims = tuple(c for c in frame.columns if c not in measured and c not in helpers)
+        counts = tuple(n for n, m in measured.items() if m.kind == "count")
+        sums = {n: dict(m.helpers) for n, m in measured.items() if m.kind == "sum"}
+        reason = "exact partial aggregate for the requester's combined release"
+        return Outcome(
+            allow("release:exact-partial", reason), None, query, read,
+            partial=Partial(frame, dims, counts, sums, tuple(sorted({p.dataset for p in read}))),
+        )  # fmt: skip
+    except FdpError as exc:
+        return Outcome(refusal(exc), None, query, read, exc)
+
+
+def release_combined(
+    frame: pd.DataFrame,
+    spec: ReleaseSpec,
+    *,
+    purpose: Purpose,
+    org: str,
+    title: str | None,
+    sources: Sequence[str],
+) -> Outcome:
+    """Disclosure control, once, over figures combined from nodes' exact partials."""
+    try:
+        released, decision = _controlled(frame, tuple(sources), purpose, org, title, spec)
+        return Outcome(decision, released)
+    except FdpError as exc:
+        return Outcome(refusal(exc), None, None, (), exc)
 
 
 def check_lineage(

@@ -37,6 +37,8 @@ RULES: dict[str, str] = {
     # release
     "query:governed": "a governed expression was run (allow)",
     "release:disclosure-control": "released after disclosure control (allow)",
+    "release:exact-partial": "an exact partial aggregate passed to the requester's service (allow)",
+    "federated:exact-partials": "the agreement does not let exact partials pass between nodes",
     "release:direct-care-listing": "a record-level list released for direct care (allow)",
     "release:not-governed": "the expression reads a table that is not a governed table",
     "release:operation": "the expression uses an operation a node service does not run",

@@ -215,8 +215,14 @@ class ServiceWorkspace:
         return protocol.released_from_arrow(self._channel.get(body))
 
     def federated(
-        self, query: Query, orgs: Sequence[str] | None = None, *, title: str | None = None, **spec
-    ) -> FederatedResult:
+        self,
+        query: Query,
+        orgs: Sequence[str] | None = None,
+        *,
+        title: str | None = None,
+        combine_by: Sequence[str] | None = None,
+        **spec,
+    ) -> FederatedResult | Released:
         """Run ``query`` at each node an agreement permits, each node's own service applying
         its policy and disclosure control; the combined, node-released figures."""
         expr = query(_NodeStub(self)) if callable(query) else query
@@ -225,8 +231,11 @@ class ServiceWorkspace:
             expr=codec.encode(expr),
             orgs=list(orgs) if orgs is not None else None,
             title=title,
+            combine_by=list(combine_by) if combine_by is not None else None,
             **spec_body(**spec),
         )
+        if combine_by is not None:
+            return protocol.released_from_arrow(self._channel.get(body))
         data, suppressed, meta = protocol.table_from_arrow(self._channel.get(body))
         outcomes = {
             org: NodeOutcome(org, o["status"], o["reason"], o["agreement"], o["seconds"])

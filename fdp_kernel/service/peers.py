@@ -92,7 +92,22 @@ class RemoteNode:
         return ibis.table(ibis.schema({c: schema[c] for c in wanted}), name=f"@{name}")
 
     def release(self, expr: ir.Table, *, title: str | None = None, **spec: Any) -> Released:
-        body = {
+        table = self.peers.channel(self.org).get(self._body(expr, title, **spec))
+        return protocol.released_from_arrow(table)
+
+    def partial(self, expr: ir.Table, *, title: str | None = None):
+        """The provider's exact partial of ``expr``, passed service to service (only under an
+        agreement that says so: the provider checks)."""
+        from fdp_kernel.governance.release import Partial
+
+        body = self._body(expr, title) | {"partial": True}
+        table = self.peers.channel(self.org).get(body)
+        data, _, meta = protocol.table_from_arrow(table)
+        return Partial(data, tuple(meta["dimensions"]), tuple(meta["counts"]), meta["sums"],
+                       tuple(meta["sources"]))  # fmt: skip
+
+    def _body(self, expr: ir.Table, title: str | None, **spec: Any) -> dict[str, Any]:
+        return {
             "kind": "node",
             "org": self.org,
             "requester": self.requester.org,
@@ -103,7 +118,6 @@ class RemoteNode:
             "title": title,
             **spec_body(**spec),
         }
-        return protocol.released_from_arrow(self.peers.channel(self.org).get(body))
 
     def federated(self, *args, **kwargs):
         raise GovernanceError(

@@ -331,9 +331,12 @@ class NodeService(flight.FlightServerBase):
 
             return codec.decode(encoded, bind)
 
+        combine_by = body.get("combine_by")
         result = session.ws.federated(
-            query, body.get("orgs"), title=body.get("title"), **_spec(body)
+            query, body.get("orgs"), title=body.get("title"), combine_by=combine_by, **_spec(body)
         )
+        if combine_by is not None:
+            return protocol.released_to_arrow(result)
         return federated_to_arrow(result)
 
     def _node_release(self, context, body: dict) -> pa.Table:
@@ -368,34 +371,34 @@ class NodeService(flight.FlightServerBase):
             expr = codec.decode(body.get("expr"), lambda n, s: _node_table(node, n, s).op())
         except FdpError as exc:
             raise node.refuse("release", exc) from None
+        if body.get("partial"):  # to the requester's service only: never shown to a person
+            part = node.partial(expr, title=body.get("title"))
+            return protocol.table_to_arrow(
+                part.frame, part.frame.iloc[:, :0], dimensions=list(part.dimensions),
+                counts=list(part.counts), sums={k: dict(v) for k, v in part.sums.items()},
+                sources=list(part.sources),
+            )  # fmt: skip
         released = node.release(expr, title=body.get("title"), **_spec(body))
         return protocol.released_to_arrow(released)
 
     def _provider_workspace(self, identity, body, requester, org, purpose, agreement):
-        from fdp_kernel.governance.decision import allow
+        """The node workspace at ``org`` for a request relayed by a peer service: as if the
+        requester's workspace had opened it here (the same restrictions and audit)."""
+        from types import SimpleNamespace
 
-        restricted = policy.restricted_purpose(purpose, agreement)
-        user = str(body.get("user"))
-        recorder = Recorder(
-            self.federation,
-            user,
-            org,
-            restricted.id,
-            agreement=agreement.id,
-            details={"requester": requester, "via": identity.account},
-        )
-        reason = f"federated request from {requester} under {agreement.id}"
-        return Workspace(
-            self.federation,
-            user,
-            restricted,
-            org,
-            allow("federated:agreement", reason, agreement.id),
-            recorder=recorder,
+        from fdp_kernel.workspace import NodeWorkspace
+
+        asking = SimpleNamespace(
+            org=requester,
+            federation=self.federation,
+            user=str(body.get("user")),
+            purpose=purpose,
+            today=dt.date.today(),
             mode=SERVICE_MODE,
-            sandbox=True,
-            journal=lambda w: journal_for(w, self.federation.root / LEDGER_FOLDER),
+            _sandbox=True,
+            _journal=lambda w: journal_for(w, self.federation.root / LEDGER_FOLDER),
         )
+        return NodeWorkspace(asking, org, agreement, via=identity.account)
 
 
 def _node_table(node, name: str, schema: sch.Schema | None):
