@@ -34,6 +34,7 @@ BENCHES: dict[str, tuple[str, list[str] | None]] = {
         ["--rows", "1000000", "--patients", "100000", "--repeats", "3"],
     ),
     "federation": ("benchmarks.bench_federation", ["--rows-per-node", "50000", "--repeats", "3"]),
+    "service": ("benchmarks.bench_service", None),
     "reports": ("benchmarks.bench_reports", ["--patients", "20000", "--jobs", "4"]),
     "ingest": ("benchmarks.bench_ingest", None),
     "pandas": (

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from fdp_kernel.governance.policy import ViewPlan
 
 KeySource = Callable[[], "PseudonymKey"]  # read and derive the plan's key only when needed
+_COMPILED: dict[tuple, str] = {}  # (engine, the query over named tables) -> its SQL
+_COMPILED_MAX = 512
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,20 @@ class Engine(ABC):
             return table.to_pyarrow()
 
     def compile(self, expr: ir.Table) -> str:
-        return self.backend.compile(expr)
+        """The SQL of ``expr``. The same query over tables of the same names compiles to the
+        same SQL (a federated query at each node, a release repeated): compiled once."""
+        import ibis.expr.operations as ops
+
+        leaves = {leaf: ops.UnboundTable(leaf.name, leaf.schema)
+                  for leaf in expr.op().find(ops.DatabaseTable)}  # fmt: skip
+        key = (type(self).__name__, expr.op().replace(leaves) if leaves else expr.op())
+        sql = _COMPILED.get(key)
+        if sql is None:
+            sql = self.backend.compile(expr)
+            if len(_COMPILED) >= _COMPILED_MAX:
+                _COMPILED.pop(next(iter(_COMPILED)))
+            _COMPILED[key] = sql
+        return sql
 
     def run(self, expr: ir.Table, sql: str | None = None) -> pd.DataFrame:
         """The rows of ``expr`` (whose SQL is ``sql`` when the caller compiled it already)."""
