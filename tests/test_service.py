@@ -408,3 +408,48 @@ def test_federation_goes_service_to_service(exchange, services, federation, monk
     finally:
         icb.stop()
         trusts.stop()
+
+
+def test_over_tcp_the_service_speaks_tls_and_knows_its_tokens(federation, tmp_path, monkeypatch):
+    """Between machines: TLS only, and a bearer token the service's token file lists."""
+    import socket
+
+    import yaml
+
+    from fdp_kernel.service.identity import TokenRegistry
+    from fdp_kernel.service.run import start
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    token = "a-token-for-the-operator"
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(yaml.safe_dump([{"sha256": TokenRegistry.digest(token), "person": OPERATOR}]))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(UsageError, match="TLS"):
+        start(federation_file(federation), listen=f"127.0.0.1:{port}")
+    running = start(
+        federation_file(federation), listen=f"127.0.0.1:{port}", tls_cert=cert, tls_key=key,
+        tokens=tokens, background=True,
+    )  # fmt: skip
+    try:
+        monkeypatch.setenv("FDP_SERVICE", f"grpc+tls://localhost:{port}")
+        monkeypatch.setenv("FDP_SERVICE_CA", str(cert))
+        monkeypatch.setenv("FDP_SERVICE_TOKEN", token)
+        ws = fdp_kernel.connect(purpose="elective_planning", org="RSA")
+        rtt = ws.table("rtt_pathways")
+        assert ws.user == OPERATOR and len(ws.release(rtt.agg(n=rtt.count()))) == 1
+        monkeypatch.setenv("FDP_SERVICE_TOKEN", "a-token-nobody-issued")
+        with pytest.raises(GovernanceError):
+            fdp_kernel.connect(purpose="elective_planning", org="RSA")
+        monkeypatch.delenv("FDP_SERVICE_TOKEN")
+        with pytest.raises(UsageError, match="TCP service"):
+            fdp_kernel.connect(purpose="elective_planning", org="RSA")
+    finally:
+        running.stop()

@@ -37,6 +37,7 @@ from fdp_kernel.service.identity import fetch_peer_token
 
 SERVICE_ENV = "FDP_SERVICE"  # where the node service is
 TOKEN_ENV = "FDP_SERVICE_TOKEN"  # a bearer token for TCP (the hub deployment sets its own)
+CA_ENV = "FDP_SERVICE_CA"  # the certificate authority a TLS service's certificate is from
 FLIGHT_SOCKET, IDENT_SOCKET = "node.sock", "ident.sock"
 MODE = "node service"
 
@@ -49,6 +50,18 @@ def locate(text: str) -> tuple[str, Path | None]:
     if folder.name == FLIGHT_SOCKET:
         folder = folder.parent
     return f"grpc+unix://{folder / FLIGHT_SOCKET}", folder / IDENT_SOCKET
+
+
+def tls_options(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The root certificates a TLS service is checked against (``FDP_SERVICE_CA``; else the
+    system's)."""
+    path = environ.get(CA_ENV)
+    if not path:
+        return {}
+    try:
+        return {"tls_root_certs": Path(path).read_bytes()}
+    except OSError as exc:
+        raise UsageError(f"{CA_ENV}={path}: cannot read it ({exc.strerror})") from None
 
 
 class Channel:
@@ -114,7 +127,7 @@ def connect(
     where = service or environ.get(SERVICE_ENV)
     if not where:
         raise UsageError(f"no node service: set {SERVICE_ENV} (docs/deploy.md)")
-    channel = Channel(where, environ.get(TOKEN_ENV) or None)
+    channel = Channel(where, environ.get(TOKEN_ENV) or None, **tls_options(environ))
     answer = channel.action("connect", {"purpose": purpose, "org": org})
     return ServiceWorkspace(channel, answer)
 
