@@ -138,3 +138,67 @@ def test_filtered_counts_in_one_release_cannot_difference_a_small_group(practice
     )
     reasons = released.suppressed["all_but_one_group"]
     assert reasons.str.startswith("overlap").any(), released.suppressed
+
+
+def test_a_sum_is_a_magnitude_with_helpers_nobody_supplies(practice_ws):
+    """An integer sum is not a count, and helper columns the requester computes are never
+    trusted: contributors and the largest contributions come from the pipeline itself."""
+    from fdp_kernel.governance.disclosure import Magnitude
+
+    patients = practice_ws.table("patients")
+
+    def by_group(**extra):
+        expr = patients.group_by("ethnicity").agg(
+            deciles=patients.imd_decile.cast("int64").sum(), people=patients.count(), **extra
+        )
+        return expr
+
+    honest = practice_ws.release(by_group())
+    forged = practice_ws.release(  # forged helpers: 1,000 contributors, no large values
+        by_group(fake_n=patients.count() * 0 + 1000, fake_top=patients.count() * 0),
+        magnitudes={"deciles": Magnitude("fake_n", "fake_top", "fake_top")},
+    )
+    key = "ethnicity"
+    a, b = (r.data.sort_values(key).reset_index(drop=True) for r in (honest, forged))
+    assert a.equals(b) and list(b.columns) == list(a.columns), "forged helpers change nothing"
+    assert honest.suppressed["deciles"].str.startswith("magnitude").any()
+    shown = honest.data["deciles"].dropna()
+    assert shown.empty or not (shown % 5 == 0).all(), "a magnitude is not rounded as a count"
+
+
+def test_identifiers_may_link_and_be_counted_but_not_tested(practice_ws):
+    patients = practice_ws.table("patients")
+    ok = practice_ws.release(patients.agg(people=patients.nhs_number.nunique()))
+    assert len(ok) == 1
+    one = patients.nhs_number == "9434765919"
+    for expr in (
+        patients.agg(n=patients.count(where=one)),
+        patients.filter(one).agg(n=lambda t: t.count()),
+        patients.filter(patients.nhs_number.length() > 3).agg(n=lambda t: t.count()),
+    ):
+        with pytest.raises(GovernanceError) as err:
+            practice_ws.release(expr)
+        assert err.value.rule == "release:identifier"
+
+
+@pytest.mark.embedded_only  # through the service, a UDF never leaves the client
+def test_a_udf_never_sees_governed_rows_not_even_in_a_condition(practice_ws):
+    seen = []
+
+    @ibis.udf.scalar.python
+    def spy(value: str) -> bool:
+        seen.append(value)
+        return True
+
+    patients = practice_ws.table("patients")
+    with pytest.raises(GovernanceError) as err:
+        practice_ws.release(patients.agg(n=patients.count(where=spy(patients.sex))))
+    assert err.value.rule == "release:operation" and not seen
+
+
+def test_a_refusal_never_quotes_a_value(practice_ws):
+    import pandas as pd
+
+    with pytest.raises(GovernanceError) as err:
+        practice_ws.release(pd.DataFrame({"group": ["a", "b"], "n": [-997, 12]}))
+    assert "997" not in str(err.value) and "row 0" in str(err.value)

@@ -64,6 +64,7 @@ from fdp_kernel.governance.keys import derive, read_key
 from fdp_kernel.governance.policy import (
     ViewPlan,
     agreement_plans,
+    agreement_users,
     is_public_reference,
     plan_table,
 )
@@ -256,11 +257,7 @@ def _grants(fed: Federation, org: str, today: dt.date) -> list[_Grant]:
     ]
     for aid, plans in agreement_plans(fed, org, today).items():
         a = fed.agreements[aid]
-        users = tuple(
-            u.id
-            for u in fed.users.values()
-            if any(a.purpose in u.purposes_at(r) for r in a.recipients if r != org)
-        )
+        users = agreement_users(fed, a, org)
         comment = f"{PURPOSE_MARKER}: agreement {aid} from {org}"
         out.append(_Grant(agreement_schema(aid), agreement_role(org, aid), plans, users, comment))
     return out

@@ -398,6 +398,17 @@ def agreement_plans(fed: Federation, org: str, today: dt.date) -> dict[str, list
     return out
 
 
+def agreement_users(fed: Federation, agreement: Agreement, provider: str) -> tuple[str, ...]:
+    """The users who may read what ``provider`` shares under ``agreement``: those holding its
+    purpose at one of its recipient organisations."""
+    recipients = [r for r in agreement.recipients if r != provider]
+    return tuple(
+        u.id
+        for u in fed.users.values()
+        if any(agreement.purpose in u.purposes_at(r) for r in recipients)
+    )
+
+
 # -- what people are shown ---------------------------------------------------------------------
 def catalogue(
     fed: Federation, purpose: Purpose, org: str, name: str | None = None

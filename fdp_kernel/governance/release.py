@@ -248,9 +248,12 @@ def check_lineage(
 ) -> tuple[bool, list[str]]:
     """(whether it is a direct-care record listing, the dimensions): refuses what may not be
     released. What is not computed by an aggregation is a dimension, whatever its type."""
-    columns = Lineage(expr).columns()
+    _refuse_code(expr)
+    lineage = Lineage(expr)
+    columns = lineage.columns()
     if purpose.level is Level.IDENTIFIABLE:
         return not any(info.aggregated for info in columns.values()), list(spec.dimensions)
+    _identifiers_only_link(expr, lineage, plans, purpose)
     declared = spec.declared()
     measures = [c for c, info in columns.items() if c in declared or info.aggregated]
     for name, info in columns.items():
@@ -345,6 +348,68 @@ def _derived_spec(frame: pd.DataFrame, spec: Spec, measured) -> ReleaseSpec:
         bases=bases,
         dropped=tuple(c for c in frame.columns if c in unused),
     )
+
+
+_UDFS = tuple(getattr(ops, n) for n in ("ScalarUDF", "AggUDF", "VectorizedUDF") if hasattr(ops, n))
+# What a direct identifier may be used for under a purpose that releases aggregates only:
+# linking records (a join or comparison with another identifier), counting people, grouping
+# records per person inside the query, and carrying it (renamed or cast) to those uses.
+_LINKING = (ops.Equals, ops.NotEquals, ops.IdenticalTo)
+_COUNTING_IDS = tuple(
+    getattr(ops, n) for n in ("Count", "CountDistinct", "ApproxCountDistinct") if hasattr(ops, n)
+)
+_CARRYING = (ops.Alias, ops.Cast, ops.IsNull, ops.NotNull, ops.Coalesce)
+
+
+def _refuse_code(expr: ir.Table) -> None:
+    """No user-defined function runs over governed rows: it would see every one of them,
+    whatever is released (in a filter, a condition of an aggregation, anywhere)."""
+    found = next((n for n in expr.op().find(ops.Value) if _UDFS and isinstance(n, _UDFS)), None)
+    if found is not None:
+        raise GovernanceError(
+            f"the expression runs a user-defined function ({type(found).__name__}), which would "
+            "see every governed row it is given: use Ibis's own operations",
+            rule="release:operation",
+        )
+
+
+def _identifiers_only_link(expr: ir.Table, lineage: Lineage, plans, purpose: Purpose) -> None:
+    """Refuse a direct identifier used in a condition or a computation (``nhs_number == '...'``
+    in a filter or in ``count(where=...)``, ``substr``, ``length``): it would tell whether a
+    given person is in the data, or reveal part of the identifier, through a count."""
+
+    def identifier(value: ops.Value) -> str | None:
+        if not isinstance(value, ops.Field):
+            return None
+        info = lineage.field(value.rel, value.name)
+        return next(
+            (c for v, c in info.sources if v in plans and plans[v].is_direct_identifier(c)),
+            None,
+        )
+
+    for node in expr.op().find(ops.Value):
+        if isinstance(node, (ops.Field, *_COUNTING_IDS, *_CARRYING)):
+            continue
+        args = [a for a in _value_args(node) if isinstance(a, ops.Field)]
+        used = [c for c in (identifier(a) for a in args) if c]
+        if not used:
+            continue
+        if isinstance(node, _LINKING) and len(used) == 2:
+            continue  # two identifiers compared: records linked, no value revealed
+        raise GovernanceError(
+            f"direct identifier {used[0]} is used in {type(node).__name__}: under "
+            f"{purpose.id} identifiers may only link records and be counted, not compared "
+            "with values or computed on",
+            rule="release:identifier",
+        )
+
+
+def _value_args(node: ops.Node):
+    for arg in node.args:
+        if isinstance(arg, ops.Node):
+            yield arg
+        elif isinstance(arg, tuple | list):
+            yield from (a for a in arg if isinstance(a, ops.Node))
 
 
 def _overlap(expr: ir.Table, frame: pd.DataFrame, runner: Runner, ledger: Ledger, min_count):
